@@ -1,0 +1,47 @@
+"""The `ddpm` command. Each command module adds its subcommands through `register(subparsers)`.
+
+User errors (bad options, missing data, corrupt checkpoints) print one line and exit 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# Modules that contribute subcommands; each defines register(subparsers) and keeps heavy imports
+# (torch, the service) inside its handlers so `ddpm --help` stays fast.
+COMMAND_MODULES = ("ddpm.commands",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ddpm",
+        description="Train, sample and score DDPM UNet variants (the report's architectures and ours).",
+    )
+    parser.add_argument("--data-dir", help="where datasets, runs, samples and FID files live (env DATA_DIR, default ./data)")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from ddpm.errors import DdpmError
+    from models.config import ConfigError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except (DdpmError, ConfigError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""Engine subcommands: archs, train, sample, runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ddpm.errors import CheckpointError, InvalidOption
+from ddpm.settings import data_dir
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    archs = subparsers.add_parser("archs", help="list the variants: name, report name, parameters, report FID")
+    archs.add_argument("--json", action="store_true", help="machine-readable output")
+    archs.set_defaults(handler=cmd_archs)
+
+    train = subparsers.add_parser("train", help="train a variant (defaults: the report's CIFAR-10 setup)")
+    train.add_argument("--arch", required=True, help="variant name or report name, e.g. biggan or DDPM_BigGAN")
+    train.add_argument("--dataset", default="cifar10", help="cifar10 (default), digits, or folder:<path>")
+    train.add_argument("--epochs", type=int, default=100)
+    train.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
+    train.add_argument("--batch-size", type=int, default=128)
+    train.add_argument("--lr", type=float, default=2e-4)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--width", type=float, default=1.0, help="channel multiplier (1.0 = the report's sizes)")
+    train.add_argument("--channels", help="explicit stage widths, comma separated (overrides --width's)")
+    train.add_argument("--checkpoint-every", type=int, default=10, help="epochs between kept checkpoints")
+    train.add_argument("--ema", action="store_true", help="keep an EMA of the weights (decay --ema-decay)")
+    train.add_argument("--ema-decay", type=float, default=0.9999)
+    train.add_argument("--image-size", type=int, default=32, help="for folder datasets (digits are upscaled)")
+    train.add_argument("--run-id", help="name of the run folder (default: <arch>-<time>-<random>)")
+    train.add_argument("--resume", metavar="RUN_ID", help="continue an existing run from its latest checkpoint")
+    train.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
+    train.add_argument("--download", action="store_true", help="allow downloading CIFAR-10 even if DDPM_DOWNLOAD=0")
+    train.set_defaults(handler=cmd_train)
+
+    sample = subparsers.add_parser("sample", help="write a seeded PNG grid from a checkpoint")
+    source = sample.add_mutually_exclusive_group(required=True)
+    source.add_argument("--arch", help="use the newest kept checkpoint of this variant")
+    source.add_argument("--run", help="use the newest kept checkpoint of this run")
+    source.add_argument("--checkpoint", type=Path, help="a checkpoint file")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--n", type=int, default=80, help="number of images (80 = the report's grid)")
+    sample.add_argument("--nrow", type=int, default=10, help="images per row")
+    sample.add_argument("--sampler", default="ddpm", choices=["ddpm", "ddim"])
+    sample.add_argument("--steps", type=int, help="DDIM steps (default 50); DDPM always runs 1000")
+    sample.add_argument("--eta", type=float, default=0.0, help="DDIM eta (0 deterministic, 1 DDPM-like)")
+    sample.add_argument("--batch-size", type=int, default=128)
+    sample.add_argument("--no-ema", action="store_true", help="use the raw weights even if EMA weights exist")
+    sample.add_argument("--device", default="auto")
+    sample.add_argument("--out", type=Path, required=True, help="PNG file to write")
+    sample.set_defaults(handler=cmd_sample)
+
+    runs = subparsers.add_parser("runs", help="list training runs and their checkpoints")
+    runs.add_argument("--json", action="store_true")
+    runs.set_defaults(handler=cmd_runs)
+
+
+def cmd_archs(args: argparse.Namespace) -> int:
+    from models import list_archs
+
+    archs = list_archs()
+    if args.json:
+        print(json.dumps(archs, indent=2))
+        return 0
+    rows = [
+        (a["name"], a["report_name"], f"{a['params'] / 1e6:.2f}M", "-" if a["report_fid"] is None else f"{a['report_fid']:.3f}")
+        for a in archs
+    ]
+    _print_table(("name", "report name", "params", "report FID"), rows)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import os
+
+    from tqdm import tqdm
+
+    from ddpm.runs import RunDir
+    from ddpm.training import TrainConfig, TrainHooks, train
+
+    root = data_dir(args.data_dir)
+    if args.download:
+        os.environ["DDPM_DOWNLOAD"] = "1"
+    if args.resume:
+        run = _existing_run(root, args.resume)
+        stored = dict(run.read()["train_config"])
+        stored.update(epochs=args.epochs, max_steps=args.max_steps, checkpoint_every=args.checkpoint_every)
+        config = TrainConfig.from_dict(stored)
+        run_id = args.resume
+    else:
+        config = TrainConfig(
+            arch=args.arch,
+            dataset=args.dataset,
+            epochs=args.epochs,
+            max_steps=args.max_steps,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            seed=args.seed,
+            width=args.width,
+            channels=_parse_channels(args.channels),
+            checkpoint_every=args.checkpoint_every,
+            ema=args.ema,
+            ema_decay=args.ema_decay,
+            image_size=args.image_size,
+        )
+        run_id = args.run_id
+        if run_id and RunDir.of(root, run_id).exists():
+            raise InvalidOption(f"run {run_id!r} already exists; pass --resume {run_id} to continue it")
+
+    bars: list[tqdm] = []  # created on the first step, so data-loading errors print cleanly
+
+    def show(progress: Any) -> None:
+        if not bars:
+            bars.append(tqdm(total=progress.total_steps, initial=progress.step - 1, unit="step", file=sys.stderr))
+        bar = bars[0]
+        bar.n = progress.step
+        bar.set_postfix(loss=f"{progress.loss:.4f}", epoch=progress.epoch, refresh=False)
+        bar.refresh()
+
+    try:
+        result = train(config, root, run_id=run_id, device=args.device, hooks=TrainHooks(on_progress=[show]))
+    finally:
+        for bar in bars:
+            bar.close()
+    run = RunDir.of(root, result.run_id)
+    print(f"run {result.run_id}: {result.status} at step {result.step}/{result.total_steps}, final loss {result.final_loss}")
+    for entry in result.checkpoints:
+        print(f"  checkpoint {run.checkpoints_dir / entry['file']}")
+    print(f"  loss history {run.loss_path}")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ddpm.sampling import check_sample_options, sample_checkpoint, write_grid
+
+    check_sample_options(args.n, args.sampler, args.steps, args.eta, args.nrow)
+    if args.sampler == "ddpm" and args.steps not in (None, 1000):
+        raise InvalidOption("the ddpm sampler always runs 1000 steps; use --sampler ddim for fewer")
+    checkpoint = _pick_checkpoint(data_dir(args.data_dir), args)
+    bar = tqdm(unit="step", dynamic_ncols=True, file=sys.stderr, desc="sampling")
+
+    def show(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        images, meta = sample_checkpoint(
+            checkpoint,
+            args.n,
+            args.seed,
+            args.sampler,
+            args.steps,
+            args.eta,
+            args.device,
+            args.batch_size,
+            prefer_ema=not args.no_ema,
+            progress=show,
+        )
+    finally:
+        bar.close()
+    write_grid(args.out, images, args.nrow)
+    print(f"wrote {args.out} ({args.n} images, {meta['arch']} step {meta['step']}, {meta['weights']} weights, from {checkpoint})")
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from ddpm.runs import list_runs
+
+    records = list_runs(data_dir(args.data_dir))
+    if args.json:
+        print(json.dumps(records, indent=2))
+        return 0
+    rows = [
+        (r["run_id"], r["arch"], r["status"], f"{r['step']}/{r['total_steps']}", str(len(r.get("checkpoints", []))))
+        for r in records
+    ]
+    _print_table(("run", "arch", "status", "step", "checkpoints"), rows)
+    return 0
+
+
+def _pick_checkpoint(root: Path, args: argparse.Namespace) -> Path:
+    from models import resolve_arch
+
+    from ddpm.runs import newest_checkpoint
+
+    if args.checkpoint:
+        return args.checkpoint
+    if args.run:
+        kept = _existing_run(root, args.run).kept_checkpoints()
+        if not kept:
+            raise CheckpointError(f"run {args.run!r} has no kept checkpoint yet")
+        return kept[-1][1]
+    arch = resolve_arch(args.arch)
+    found = newest_checkpoint(root, arch)
+    if found is None:
+        raise CheckpointError(
+            f"no checkpoint of {arch} under {root / 'runs'}; train one first, e.g. "
+            f"`ddpm train --arch {arch} --dataset digits --width 0.25 --max-steps 500`"
+        )
+    return found[2]
+
+
+def _existing_run(root: Path, run_id: str) -> Any:
+    from ddpm.runs import RunDir
+
+    run = RunDir.of(root, run_id)
+    if not run.exists():
+        raise InvalidOption(f"no run {run_id!r} under {root / 'runs'}; `ddpm runs` lists them")
+    return run
+
+
+def _parse_channels(text: str | None) -> tuple[int, ...] | None:
+    if not text:
+        return None
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError as err:
+        raise InvalidOption(f"--channels must be comma-separated integers, got {text!r}") from err
+
+
+def _print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=False)]
+    for row in (header, *rows):
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip())

@@ -1,0 +1,135 @@
+"""The on-disk layout of training runs, readable without torch (the API process lists runs from it).
+
+    runs/<run_id>/run.json                         config, status, step, checkpoint list
+    runs/<run_id>/loss.csv                         step,epoch,loss,lr,seconds (one row per step)
+    runs/<run_id>/checkpoints/step-00001000.safetensors   kept checkpoints (every N epochs, final)
+    runs/<run_id>/checkpoints/latest.safetensors   the newest state, for resuming
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ddpm.errors import InvalidOption
+from ddpm.settings import runs_dir
+from ddpm.storage import atomic_write_json, read_json
+
+RUN_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,127}$")
+CHECKPOINT_PATTERN = re.compile(r"^step-(\d{8})\.safetensors$")
+LATEST = "latest.safetensors"
+LOSS_HEADER = ("step", "epoch", "loss", "lr", "seconds")
+
+# Run states, as stored in run.json
+RUNNING, SUCCEEDED, CANCELLED, FAILED = "running", "succeeded", "cancelled", "failed"
+
+
+def new_run_id(arch: str) -> str:
+    return f"{arch}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{secrets.token_hex(3)}"
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:08d}.safetensors"
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+
+    @classmethod
+    def of(cls, data_dir: Path, run_id: str) -> RunDir:
+        if not RUN_ID_PATTERN.match(run_id):
+            raise InvalidOption(f"invalid run id {run_id!r}: lower-case letters, digits, '.', '_' and '-' only")
+        return cls(runs_dir(data_dir) / run_id)
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    @property
+    def record_path(self) -> Path:
+        return self.path / "run.json"
+
+    @property
+    def loss_path(self) -> Path:
+        return self.path / "loss.csv"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def latest_path(self) -> Path:
+        return self.checkpoints_dir / LATEST
+
+    def exists(self) -> bool:
+        return self.record_path.is_file()
+
+    def read(self) -> dict[str, Any]:
+        return read_json(self.record_path)
+
+    def write(self, record: dict[str, Any]) -> None:
+        atomic_write_json(self.record_path, record)
+
+    def update(self, **changes: Any) -> dict[str, Any]:
+        record = {**self.read(), **changes, "updated": time.time()}
+        self.write(record)
+        return record
+
+    def kept_checkpoints(self) -> list[tuple[int, Path]]:
+        """(step, path) of every kept checkpoint on disk, oldest first (temp files are hidden)."""
+        if not self.checkpoints_dir.is_dir():
+            return []
+        found = []
+        for path in self.checkpoints_dir.iterdir():
+            match = CHECKPOINT_PATTERN.match(path.name)
+            if match:
+                found.append((int(match.group(1)), path))
+        return sorted(found)
+
+    def loss_history(self, max_points: int | None = None) -> list[dict[str, float]]:
+        """Rows of loss.csv, evenly thinned to at most max_points (first and last kept)."""
+        if not self.loss_path.is_file():
+            return []
+        with self.loss_path.open(newline="") as handle:
+            rows = [
+                {key: float(value) for key, value in row.items()}
+                for row in csv.DictReader(handle)
+                if row.get("loss") not in (None, "")
+            ]
+        if max_points and len(rows) > max_points > 1:
+            stride = (len(rows) - 1) / (max_points - 1)
+            rows = [rows[round(i * stride)] for i in range(max_points)]
+        return rows
+
+
+def list_runs(data_dir: Path) -> list[dict[str, Any]]:
+    """Every run's record, newest first."""
+    root = runs_dir(data_dir)
+    if not root.is_dir():
+        return []
+    records = []
+    for path in root.iterdir():
+        run = RunDir(path)
+        if run.exists():
+            records.append(run.read())
+    return sorted(records, key=lambda r: r.get("created", 0), reverse=True)
+
+
+def newest_checkpoint(data_dir: Path, arch: str) -> tuple[str, int, Path] | None:
+    """(run_id, step, path) of the most recently written kept checkpoint of any run of `arch`."""
+    best: tuple[float, str, int, Path] | None = None
+    for record in list_runs(data_dir):
+        if record.get("arch") != arch:
+            continue
+        run = RunDir.of(data_dir, record["run_id"])
+        for step, path in run.kept_checkpoints():
+            written = path.stat().st_mtime
+            if best is None or written > best[0]:
+                best = (written, run.run_id, step, path)
+    return None if best is None else best[1:]

@@ -1,0 +1,150 @@
+"""The sampling engine: n seeded images from a checkpoint, as uint8 tensors and a PNG grid.
+
+Image i of a seed depends only on (checkpoint, seed, i, sampler, steps, eta), not on n or the batch
+size, so identical requests give byte-identical PNGs and a smaller n is a prefix of a larger one.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ddpm.checkpoints import load_model
+from ddpm.data import to_uint8
+from ddpm.errors import InvalidOption
+from ddpm.samplers import SAMPLERS, ImageNoise, ddim_timesteps, sample
+from ddpm.schedule import make_schedule
+from ddpm.storage import atomic_write_bytes
+from ddpm.training import resolve_device
+
+MAX_SAMPLES = 50_000
+GRID_PADDING = 2  # torchvision's make_grid default, so grids look like the report's
+
+
+def check_sample_options(n: int, sampler: str, steps: int | None, eta: float, nrow: int) -> None:
+    if not isinstance(n, int) or not 1 <= n <= MAX_SAMPLES:
+        raise InvalidOption(f"n must be an integer in [1, {MAX_SAMPLES}], got {n!r}")
+    if sampler not in SAMPLERS:
+        raise InvalidOption(f"sampler {sampler!r} is not valid; choose one of {list(SAMPLERS)}")
+    if steps is not None and (not isinstance(steps, int) or not 1 <= steps <= 1000):
+        raise InvalidOption(f"steps must be an integer in [1, 1000], got {steps!r}")
+    if not 0.0 <= eta <= 1.0:
+        raise InvalidOption(f"eta must be in [0, 1], got {eta}")
+    if not isinstance(nrow, int) or not 1 <= nrow <= 1000:
+        raise InvalidOption(f"nrow must be an integer in [1, 1000], got {nrow!r}")
+
+
+@torch.inference_mode()
+def generate_images(
+    model: torch.nn.Module,
+    n: int,
+    seed: int,
+    sampler: str = "ddpm",
+    steps: int | None = None,
+    eta: float = 0.0,
+    device: torch.device | str = "cpu",
+    batch_size: int = 128,
+    image_size: int = 32,
+    schedule_kind: str = "linear",
+    progress: Callable[[int, int], None] | None = None,
+) -> torch.Tensor:
+    """uint8 images (n, C, H, W) sampled in batches; `progress(done, total)` counts network calls."""
+    check_sample_options(n, sampler, steps, eta, 10)
+    schedule = make_schedule(schedule_kind)
+    model = model.eval()
+    image_shape = (model.config.in_channels, image_size, image_size)
+    batches = [(first, min(batch_size, n - first)) for first in range(0, n, batch_size)]
+    steps_per_batch = schedule.timesteps if sampler == "ddpm" else len(ddim_timesteps(schedule.timesteps, steps or 50))
+    total = steps_per_batch * len(batches)
+    out = []
+    for index, (first, size) in enumerate(batches):
+        offset = index * steps_per_batch
+        report = None if progress is None else (lambda done, _t, offset=offset: progress(offset + done, total))
+        x = sample(
+            model,
+            schedule,
+            ImageNoise(seed, size, first=first),
+            sampler=sampler,
+            steps=steps,
+            eta=eta,
+            image_shape=image_shape,
+            device=device,
+            progress=report,
+        )
+        out.append(to_uint8(x))
+    return torch.cat(out)
+
+
+def grid_png(images: torch.Tensor, nrow: int = 10, padding: int = GRID_PADDING) -> bytes:
+    """A deterministic PNG of uint8 images (N, C, H, W) laid out nrow per row, as make_grid does."""
+    if images.dtype != torch.uint8 or images.ndim != 4:
+        raise ValueError(f"expected uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+    from PIL import Image
+
+    count, channels, height, width = images.shape
+    columns = min(nrow, count)
+    rows = math.ceil(count / columns)
+    canvas = np.zeros(
+        (rows * (height + padding) + padding, columns * (width + padding) + padding, channels), dtype=np.uint8
+    )
+    pixels = images.permute(0, 2, 3, 1).numpy()
+    for index in range(count):
+        row, column = divmod(index, columns)
+        top, left = padding + row * (height + padding), padding + column * (width + padding)
+        canvas[top : top + height, left : left + width] = pixels[index]
+    buffer = io.BytesIO()
+    Image.fromarray(canvas.squeeze(-1) if channels == 1 else canvas).save(buffer, format="PNG", compress_level=6)
+    return buffer.getvalue()
+
+
+def grid_size(n: int, nrow: int, image_size: int = 32, padding: int = GRID_PADDING) -> tuple[int, int]:
+    """(width, height) in pixels of the grid grid_png draws for n images."""
+    columns = min(nrow, n)
+    rows = math.ceil(n / columns)
+    return columns * (image_size + padding) + padding, rows * (image_size + padding) + padding
+
+
+def sample_checkpoint(
+    checkpoint: Path,
+    n: int,
+    seed: int,
+    sampler: str = "ddpm",
+    steps: int | None = None,
+    eta: float = 0.0,
+    device: str = "auto",
+    batch_size: int = 128,
+    prefer_ema: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Load a checkpoint (its EMA weights when it has them) and sample n images from it."""
+    check_sample_options(n, sampler, steps, eta, 10)
+    torch_device = resolve_device(device)
+    model, meta = load_model(checkpoint, torch_device, prefer_ema=prefer_ema)
+    train_config = meta.get("train_config", {})
+    images = generate_images(
+        model,
+        n,
+        seed,
+        sampler,
+        steps,
+        eta,
+        torch_device,
+        batch_size,
+        image_size=int(train_config.get("image_size", 32)),
+        schedule_kind=train_config.get("schedule", "linear"),
+        progress=progress,
+    )
+    return images, meta
+
+
+def write_grid(path: Path, images: torch.Tensor, nrow: int = 10) -> bytes:
+    """Encode and write the grid atomically; returns the PNG bytes."""
+    data = grid_png(images, nrow)
+    atomic_write_bytes(path, data)
+    return data

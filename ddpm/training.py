@@ -1,0 +1,397 @@
+"""The training engine: AdamW on the eps-MSE loss, checkpoints, exact resume, loss history, hooks.
+
+Every random draw of training (batch order, flips, timesteps, noise) comes from CPU generators whose
+state is saved in each checkpoint, so an interrupted run resumed from its latest checkpoint ends with
+exactly the weights of an uninterrupted one (on the same device and software).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ddpm.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
+from ddpm.data import check_dataset_name, epoch_order, load_dataset, to_model_range
+from ddpm.errors import Cancelled, CheckpointError, InvalidOption
+from ddpm.runs import (
+    CANCELLED,
+    FAILED,
+    LOSS_HEADER,
+    RUNNING,
+    SUCCEEDED,
+    RunDir,
+    checkpoint_name,
+    new_run_id,
+)
+from ddpm.schedule import make_schedule
+from ddpm.seeding import STREAM_TRAINING, derive_seed
+
+# Limits shared with the API's validation (service/ mirrors these numbers without importing torch).
+MAX_EPOCHS = 10_000
+MAX_BATCH = 4096
+MAX_WIDTH = 4.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The report's defaults: CIFAR-10, 100 epochs, batch 128, AdamW lr 2e-4, no EMA."""
+
+    arch: str
+    dataset: str = "cifar10"
+    epochs: int = 100
+    max_steps: int | None = None
+    batch_size: int = 128
+    lr: float = 2e-4
+    weight_decay: float = 0.01  # AdamW's default decoupled decay; the report names AdamW without a value
+    seed: int = 0
+    width: float = 1.0
+    channels: tuple[int, ...] | None = None
+    checkpoint_every: int = 10  # epochs between kept checkpoints (the final one is always kept)
+    ema: bool = False
+    ema_decay: float = 0.9999
+    flip: bool | None = None  # None: the dataset's default (on for CIFAR-10 and folders, off for digits)
+    image_size: int = 32
+    schedule: str = "linear"
+
+    def __post_init__(self) -> None:
+        from models import resolve_arch
+
+        object.__setattr__(self, "arch", resolve_arch(self.arch))
+        check_dataset_name(self.dataset)
+        _check_int("epochs", self.epochs, 1, MAX_EPOCHS)
+        if self.max_steps is not None:
+            _check_int("max_steps", self.max_steps, 1, 10**9)
+        _check_int("batch_size", self.batch_size, 1, MAX_BATCH)
+        _check_int("checkpoint_every", self.checkpoint_every, 1, MAX_EPOCHS)
+        _check_int("seed", self.seed, 0, 2**63 - 1)
+        _check_int("image_size", self.image_size, 8, 256)
+        if not (0 < self.lr <= 1):
+            raise InvalidOption(f"lr must be in (0, 1], got {self.lr}")
+        if not (0 <= self.weight_decay < 1):
+            raise InvalidOption(f"weight_decay must be in [0, 1), got {self.weight_decay}")
+        if not (0 < self.width <= MAX_WIDTH):
+            raise InvalidOption(f"width must be in (0, {MAX_WIDTH}], got {self.width}")
+        if not (0 < self.ema_decay < 1):
+            raise InvalidOption(f"ema_decay must be in (0, 1), got {self.ema_decay}")
+        if self.channels is not None:
+            object.__setattr__(self, "channels", tuple(self.channels))
+
+    def model_options(self) -> dict[str, Any]:
+        return {"width": self.width, **({"channels": self.channels} if self.channels else {})}
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InvalidOption(f"unknown training options {unknown}; valid: {sorted(known)}")
+        return cls(**data)
+
+
+def _check_int(name: str, value: Any, low: int, high: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise InvalidOption(f"{name} must be an integer in [{low}, {high}], got {value!r}")
+
+
+@dataclass(frozen=True)
+class TrainProgress:
+    run_id: str
+    step: int
+    total_steps: int
+    epoch: int  # epochs completed so far
+    loss: float
+    lr: float
+    elapsed: float  # seconds in this process
+    eta: float | None  # seconds left, from this process's step rate
+
+    @property
+    def fraction(self) -> float:
+        return self.step / self.total_steps
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_id: str
+    status: str  # succeeded or cancelled
+    step: int
+    total_steps: int
+    checkpoints: list[dict[str, Any]]
+    final_loss: float | None
+
+
+@dataclass
+class TrainHooks:
+    """on_progress runs after every step (reporters throttle themselves); should_stop is polled
+    between steps; on_checkpoint runs after each checkpoint is safely on disk."""
+
+    on_progress: list[Callable[[TrainProgress], None]] = field(default_factory=list)
+    on_checkpoint: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
+    should_stop: Callable[[], bool] = lambda: False
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as err:
+        raise InvalidOption(f"device {device!r} is not valid; use auto, cpu or cuda[:N]") from err
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidOption(f"device {device!r} requested but CUDA is not available; use auto or cpu")
+    return resolved
+
+
+class _Ema:
+    """Exponential moving average of the weights (Ho et al. use 0.9999); off by default as in the report."""
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        for name, value in model.state_dict().items():
+            if value.dtype.is_floating_point:
+                self.shadow[name].lerp_(value, 1.0 - self.decay)
+            else:
+                self.shadow[name].copy_(value)
+
+
+class Trainer:
+    """One training run in one run directory; `run()` trains until done, cancelled or max_steps."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        data_dir: Path,
+        run_id: str | None = None,
+        device: str = "auto",
+        hooks: TrainHooks | None = None,
+    ) -> None:
+        self.config = config
+        self.data_dir = data_dir
+        self.run = RunDir.of(data_dir, run_id or new_run_id(config.arch))
+        self.device = resolve_device(device)
+        self.hooks = hooks or TrainHooks()
+
+    def run_training(self, resume: bool = True) -> TrainResult:
+        """Train; with resume, continue from the run's latest checkpoint when there is one."""
+        from models import arch_config, build_from_config
+
+        cfg = self.config
+        data = load_dataset(cfg.dataset, self.data_dir, cfg.image_size)
+        flip = data.default_flip if cfg.flip is None else cfg.flip
+        images = data.images
+        steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
+        total_steps = cfg.epochs * steps_per_epoch
+        if cfg.max_steps is not None:
+            total_steps = min(total_steps, cfg.max_steps)
+
+        model_config = arch_config(cfg.arch, **cfg.model_options())
+        with torch.random.fork_rng(devices=[]):  # seeded weight init without touching the caller's RNG
+            torch.manual_seed(derive_seed(cfg.seed, STREAM_TRAINING, 0))
+            model = build_from_config(model_config).to(self.device)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        ema = _Ema(model, cfg.ema_decay) if cfg.ema else None
+        generator = torch.Generator().manual_seed(derive_seed(cfg.seed, STREAM_TRAINING, 1))
+        schedule = make_schedule(cfg.schedule)
+
+        step = 0
+        checkpoints: list[dict[str, Any]] = []
+        if resume and self.run.latest_path.exists():
+            state = load_checkpoint(self.run.latest_path, training_state=True)
+            self._check_resumable(state)
+            model.load_state_dict(state.model)
+            if state.optimizer is None:
+                raise CheckpointError(f"{self.run.latest_path} has no optimizer state to resume from")
+            optimizer.load_state_dict(state.optimizer)
+            if ema is not None:
+                ema.shadow = {k: v.to(self.device) for k, v in state.ema.items()}
+            generator.set_state(state.rng["generator"])
+            step = state.step
+            checkpoints = self.run.read().get("checkpoints", [])
+            checkpoints = [c for c in checkpoints if c["step"] <= step]
+        else:
+            self.run.path.mkdir(parents=True, exist_ok=True)
+        self._write_record(model_config.to_dict(), total_steps, steps_per_epoch, step, checkpoints, RUNNING)
+        self._truncate_loss_history(step)
+
+        model.train()
+        loss_file = self.run.loss_path.open("a", buffering=1 << 16)
+        started = time.monotonic()
+        start_step = step
+        loss_value: float | None = None
+        status = SUCCEEDED
+        try:
+            while step < total_steps:
+                if self.hooks.should_stop():
+                    status = CANCELLED
+                    break
+                epoch, index = divmod(step, steps_per_epoch)
+                order = epoch_order(len(data), cfg.seed, epoch)
+                batch = images[order[index * cfg.batch_size : (index + 1) * cfg.batch_size]]
+                x0 = to_model_range(batch)
+                if flip:
+                    flips = torch.rand(x0.shape[0], generator=generator) < 0.5
+                    x0 = torch.where(flips[:, None, None, None], x0.flip(-1), x0)
+                t = torch.randint(0, schedule.timesteps, (x0.shape[0],), generator=generator)
+                eps = torch.randn(x0.shape, generator=generator)
+                loss = schedule.loss(model, x0.to(self.device), t.to(self.device), eps.to(self.device))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                if ema is not None:
+                    ema.update(model)
+                step += 1
+                loss_value = loss.item()
+                elapsed = time.monotonic() - started
+                loss_file.write(f"{step},{epoch},{loss_value:.6g},{cfg.lr:.6g},{elapsed:.3f}\n")
+                rate = (step - start_step) / max(elapsed, 1e-9)
+                progress = TrainProgress(
+                    run_id=self.run.run_id,
+                    step=step,
+                    total_steps=total_steps,
+                    epoch=step // steps_per_epoch,
+                    loss=loss_value,
+                    lr=cfg.lr,
+                    elapsed=elapsed,
+                    eta=(total_steps - step) / rate if rate > 0 else None,
+                )
+                for hook in self.hooks.on_progress:
+                    hook(progress)
+                epoch_done = step % steps_per_epoch == 0
+                keep = step == total_steps or (epoch_done and (step // steps_per_epoch) % cfg.checkpoint_every == 0)
+                if epoch_done or keep:
+                    loss_file.flush()
+                    self._save(model, optimizer, ema, generator, step, steps_per_epoch, checkpoints, keep)
+        except Cancelled:
+            status = CANCELLED
+        except BaseException:
+            loss_file.close()
+            self.run.update(status=FAILED)
+            raise
+        loss_file.close()
+        if status == CANCELLED and step > 0 and not self._latest_is_at(step):
+            # Keep the last completed step so a cancelled run can be resumed or sampled.
+            self._save(model, optimizer, ema, generator, step, steps_per_epoch, checkpoints, keep=True)
+        self.run.update(status=status, step=step, checkpoints=checkpoints)
+        return TrainResult(self.run.run_id, status, step, total_steps, checkpoints, loss_value)
+
+    def _check_resumable(self, state: Checkpoint) -> None:
+        stored = state.meta.get("train_config", {})
+        mine = self.config.to_dict()
+        # Only these may change on resume: how long to train and how often to keep checkpoints.
+        may_change = {"epochs", "max_steps", "checkpoint_every"}
+        differs = sorted(k for k in mine if k not in may_change and _jsonish(stored.get(k)) != _jsonish(mine[k]))
+        if differs:
+            raise InvalidOption(
+                f"cannot resume run {self.run.run_id}: its checkpoint was trained with different {differs} "
+                f"(only {sorted(may_change)} may change on resume)"
+            )
+
+    def _latest_is_at(self, step: int) -> bool:
+        from ddpm.checkpoints import read_meta
+
+        return self.run.latest_path.exists() and read_meta(self.run.latest_path).get("step") == step
+
+    def _write_record(
+        self,
+        model_config: dict[str, Any],
+        total_steps: int,
+        steps_per_epoch: int,
+        step: int,
+        checkpoints: list[dict[str, Any]],
+        status: str,
+    ) -> None:
+        existing = self.run.read() if self.run.exists() else {}
+        self.run.write(
+            {
+                "run_id": self.run.run_id,
+                "arch": self.config.arch,
+                "created": existing.get("created", time.time()),
+                "updated": time.time(),
+                "status": status,
+                "device": str(self.device),
+                "train_config": self.config.to_dict(),
+                "model_config": model_config,
+                "total_steps": total_steps,
+                "steps_per_epoch": steps_per_epoch,
+                "step": step,
+                "checkpoints": checkpoints,
+            }
+        )
+
+    def _truncate_loss_history(self, step: int) -> None:
+        """Drop rows past the resumed step: those steps are trained again and logged again."""
+        path = self.run.loss_path
+        if not path.exists():
+            path.write_text(",".join(LOSS_HEADER) + "\n")
+            return
+        lines = path.read_text().splitlines()
+        kept = [lines[0]] + [line for line in lines[1:] if line and int(line.split(",", 1)[0]) <= step]
+        path.write_text("\n".join(kept) + "\n")
+
+    def _save(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        ema: _Ema | None,
+        generator: torch.Generator,
+        step: int,
+        steps_per_epoch: int,
+        checkpoints: list[dict[str, Any]],
+        keep: bool,
+    ) -> None:
+        meta = {
+            "run_id": self.run.run_id,
+            "arch": self.config.arch,
+            "model_config": model.config.to_dict(),
+            "train_config": self.config.to_dict(),
+            "step": step,
+            "epoch": step / steps_per_epoch,
+            "time": time.time(),
+        }
+        checkpoint = Checkpoint(
+            meta=meta,
+            model=model.state_dict(),
+            ema=ema.shadow if ema is not None else {},
+            optimizer=optimizer.state_dict(),
+            rng={"generator": generator.get_state()},
+        )
+        # Kept checkpoint first, then latest: a crash between the two still resumes from a step <= kept.
+        if keep:
+            path = self.run.checkpoints_dir / checkpoint_name(step)
+            save_checkpoint(path, checkpoint)
+            entry = {"file": path.name, "step": step, "epoch": meta["epoch"], "time": meta["time"]}
+            checkpoints[:] = [c for c in checkpoints if c["step"] != step] + [entry]
+        save_checkpoint(self.run.latest_path, checkpoint)
+        self.run.update(step=step, checkpoints=checkpoints)
+        if keep:
+            for hook in self.hooks.on_checkpoint:
+                hook(checkpoints[-1])
+
+
+def _jsonish(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def train(
+    config: TrainConfig,
+    data_dir: Path,
+    run_id: str | None = None,
+    device: str = "auto",
+    hooks: TrainHooks | None = None,
+    resume: bool = True,
+) -> TrainResult:
+    """Train `config` in DATA_DIR/runs/<run_id> (a new id when None); the engine's one entry point."""
+    return Trainer(config, data_dir, run_id, device, hooks).run_training(resume=resume)

@@ -1,0 +1,52 @@
+"""The variant library: every architecture of the report as a preset of one UNet skeleton.
+
+    >>> import models
+    >>> models.list_archs()[0]["name"]
+    'baseline'
+    >>> net = models.build_model("DDPM_BigGAN", width=0.125)   # tiny version for a notebook or a test
+
+Importing this package does not import torch; `build_model` does.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from models.config import ConfigError, UNetConfig
+from models.registry import ARCHS, ArchSpec, UnknownArchError, arch_config, arch_names, get_arch, list_archs, resolve_arch
+
+if TYPE_CHECKING:
+    from models.unet import UNet
+
+__all__ = [
+    "ARCHS",
+    "ArchSpec",
+    "ConfigError",
+    "UNetConfig",
+    "UnknownArchError",
+    "arch_config",
+    "arch_names",
+    "build_model",
+    "build_from_config",
+    "get_arch",
+    "list_archs",
+    "resolve_arch",
+]
+
+
+def build_model(name: str, width: float = 1.0, **options: Any) -> UNet:
+    """The nn.Module of variant `name` (registry or report name), called as model(x, t).
+
+    `width` scales every channel count; `channels=(...)`, `bottleneck=(...)` or any UNetConfig field
+    overrides the preset.
+    """
+    return build_from_config(arch_config(name, width=width, **options))
+
+
+def build_from_config(config: UNetConfig | dict[str, Any]) -> UNet:
+    """Rebuild a network from a stored config (as kept in every checkpoint)."""
+    from models.unet import UNet
+
+    if isinstance(config, dict):
+        config = UNetConfig.from_dict(config)
+    return UNet(config)

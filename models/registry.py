@@ -1,0 +1,185 @@
+"""The variant registry: every architecture is a short preset of the one UNet skeleton.
+
+Torch-free on purpose: the API process lists and validates architectures from here without loading
+the network code. Parameter counts are recorded (and checked by a test against the built networks),
+so `GET /archs` can report them without building a model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from models.config import ConfigError, UNetConfig, apply_width
+
+BASELINE = UNetConfig()
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    name: str
+    report_name: str
+    description: str
+    config: UNetConfig
+    params: int  # at the default (report) size; verified by tests/test_models.py
+    report_fid: float | None = None  # Table 1 of the report: CIFAR-10, 100 epochs, 4096 samples
+    aliases: tuple[str, ...] = ()
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "report_name": self.report_name,
+            "description": self.description,
+            "params": self.params,
+            "report_fid": self.report_fid,
+        }
+
+
+def _preset(**changes: Any) -> UNetConfig:
+    return dataclasses.replace(BASELINE, **changes)
+
+
+_SPECS: tuple[ArchSpec, ...] = (
+    ArchSpec(
+        name="baseline",
+        report_name="DDPM_Baseline",
+        description="The report's UNet (adapted from dome272): DoubleConv residual blocks, max-pool down, "
+        "bilinear up, self-attention after every stage, time embedding added after each stage.",
+        config=BASELINE,
+        params=23_332_739,
+        report_fid=75.538,
+    ),
+    ArchSpec(
+        name="pure_unet",
+        report_name="DDPM_PureUNet",
+        description="The baseline without its six self-attention layers (report section 2.6).",
+        config=_preset(attention=False),
+        params=22_291_587,
+    ),
+    ArchSpec(
+        name="res_link",
+        report_name="DDPM_AdditionalResLink",
+        description="Baseline plus a residual link (1x1-projected when widths differ) on the second "
+        "DoubleConv of every stage.",
+        config=_preset(extra_res_link=True),
+        params=23_464_451,
+        report_fid=55.932,
+    ),
+    ArchSpec(
+        name="rdn",
+        report_name="DDPM_RDN",
+        description="Each stage's residual block replaced by a Residual Dense Block (4 conv3x3 + ReLU, "
+        "growth = stage width, 1x1 fusion, local residual).",
+        config=_preset(block="rdb"),
+        params=28_731_139,
+        report_fid=60.524,
+    ),
+    ArchSpec(
+        name="deep",
+        report_name="DDPM_Deep",
+        description="One more resolution (32 -> 2), stage widths (32, 64, 128, 256, 256).",
+        config=_preset(channels=(32, 64, 128, 256, 256)),
+        params=23_490_755,
+        report_fid=67.579,
+    ),
+    ArchSpec(
+        name="convnext",
+        report_name="DDPM_ConvNeXt",
+        description="ConvNeXt blocks (dw7x7, LayerNorm, 4x MLP, layer scale) in every stage, 1x1 stem, "
+        "widths (96, 192, 384, 768), no self-attention.",
+        config=_preset(stem="conv1x1", channels=(96, 192, 384, 768), block="convnext", attention=False),
+        params=22_633_315,
+        report_fid=69.575,
+    ),
+    ArchSpec(
+        name="anti_aliasing",
+        report_name="DDPM_Anti_aliasing",
+        description="Baseline with a per-channel [1,2,1]x[1,2,1]/16 blur before every max-pool.",
+        config=_preset(anti_alias=True),
+        params=23_332_739,
+        report_fid=71.902,
+    ),
+    ArchSpec(
+        name="four_double_conv",
+        report_name="DDPM_4DoubleConvBlocks",
+        description="Four DoubleConvs per stage (two extra residual ones first), residual sums scaled "
+        "by 1/sqrt(2).",
+        config=_preset(pre_blocks=2, skip_scale=1 / math.sqrt(2)),
+        params=38_826_371,
+        report_fid=70.211,
+        aliases=("DDPM_4ResBlocks",),
+    ),
+    ArchSpec(
+        name="biggan",
+        report_name="DDPM_BigGAN",
+        description="BigGAN residual blocks (discriminator block down, generator block up, ReLU, "
+        "average pooling, GroupNorm), with the baseline's attention.",
+        config=_preset(block="biggan", pool="avg"),
+        params=14_861_059,
+        report_fid=53.096,
+    ),
+)
+
+ARCHS: dict[str, ArchSpec] = {spec.name: spec for spec in _SPECS}
+
+
+def _normalise(name: str) -> str:
+    return name.strip().lower().replace("-", "_")
+
+
+_LOOKUP: dict[str, str] = {}
+for _spec in _SPECS:
+    for _alias in (_spec.name, _spec.report_name, *_spec.aliases):
+        _LOOKUP[_normalise(_alias)] = _spec.name
+
+
+class UnknownArchError(ConfigError):
+    """The architecture name is not in the registry."""
+
+
+def arch_names() -> list[str]:
+    return list(ARCHS)
+
+
+def resolve_arch(name: str) -> str:
+    """Canonical registry name for `name`, accepting report names case-insensitively (DDPM_BigGAN)."""
+    if not isinstance(name, str) or _normalise(name) not in _LOOKUP:
+        valid = ", ".join(f"{s.name} ({s.report_name})" for s in _SPECS)
+        raise UnknownArchError(f"unknown arch {name!r}; valid: {valid}")
+    return _LOOKUP[_normalise(name)]
+
+
+def get_arch(name: str) -> ArchSpec:
+    return ARCHS[resolve_arch(name)]
+
+
+def list_archs() -> list[dict[str, Any]]:
+    """One dict per variant: name, report name, description, parameter count, report FID."""
+    return [spec.summary() for spec in _SPECS]
+
+
+def arch_config(
+    name: str,
+    width: float = 1.0,
+    channels: tuple[int, ...] | None = None,
+    bottleneck: tuple[int, ...] | None = None,
+    **overrides: Any,
+) -> UNetConfig:
+    """The resolved config of a variant: preset, then explicit overrides, then the width multiplier.
+
+    Explicit `channels`/`bottleneck` are taken as given (the multiplier scales only preset widths).
+    """
+    config = get_arch(name).config
+    known = {f.name for f in dataclasses.fields(UNetConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ConfigError(f"unknown model options {unknown}; valid: {sorted(known | {'width'})}")
+    config = dataclasses.replace(config, **overrides)
+    config = apply_width(config, width)
+    if channels is not None:
+        config = dataclasses.replace(config, channels=tuple(channels))
+    if bottleneck is not None:
+        config = dataclasses.replace(config, bottleneck=tuple(bottleneck))
+    return config
