@@ -82,7 +82,7 @@ def load_checkpoint(path: Path, training_state: bool = False) -> Checkpoint:
 
     def read(handle: Any, meta: dict[str, Any]) -> Checkpoint:
         groups: dict[str, dict[str, torch.Tensor]] = {"model": {}, "ema": {}, "optim": {}, "rng": {}}
-        for name in handle.keys():
+        for name in handle.keys():  # noqa: SIM118 (safe_open handles are not iterable)
             prefix, rest = name.split(".", 1)
             if prefix in ("model", "ema") or training_state:
                 groups[prefix][rest] = handle.get_tensor(name)
@@ -118,7 +118,9 @@ def _open(path: Path, read: Any) -> Any:
         ) from err
 
 
-def load_model(path: Path, device: torch.device | str = "cpu", prefer_ema: bool = True) -> tuple[torch.nn.Module, dict]:
+def load_model(
+    path: Path, device: torch.device | str = "cpu", prefer_ema: bool = True
+) -> tuple[torch.nn.Module, dict]:
     """Rebuild the network from the checkpoint's own config and load its weights (EMA when present)."""
     from models import build_from_config
 

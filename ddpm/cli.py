@@ -20,7 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ddpm",
         description="Train, sample and score DDPM UNet variants (the report's architectures and ours).",
     )
-    parser.add_argument("--data-dir", help="where datasets, runs, samples and FID files live (env DATA_DIR, default ./data)")
+    parser.add_argument(
+        "--data-dir", help="where datasets, runs, samples and FID files live (env DATA_DIR, default ./data)"
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMAND_MODULES:
         importlib.import_module(module).register(subparsers)

@@ -13,28 +13,38 @@ from ddpm.settings import data_dir
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    archs = subparsers.add_parser("archs", help="list the variants: name, report name, parameters, report FID")
+    archs = subparsers.add_parser(
+        "archs", help="list the variants: name, report name, parameters, report FID"
+    )
     archs.add_argument("--json", action="store_true", help="machine-readable output")
     archs.set_defaults(handler=cmd_archs)
 
     train = subparsers.add_parser("train", help="train a variant (defaults: the report's CIFAR-10 setup)")
-    train.add_argument("--arch", required=True, help="variant name or report name, e.g. biggan or DDPM_BigGAN")
+    train.add_argument(
+        "--arch", required=True, help="variant name or report name, e.g. biggan or DDPM_BigGAN"
+    )
     train.add_argument("--dataset", default="cifar10", help="cifar10 (default), digits, or folder:<path>")
     train.add_argument("--epochs", type=int, default=100)
     train.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
     train.add_argument("--batch-size", type=int, default=128)
     train.add_argument("--lr", type=float, default=2e-4)
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--width", type=float, default=1.0, help="channel multiplier (1.0 = the report's sizes)")
+    train.add_argument(
+        "--width", type=float, default=1.0, help="channel multiplier (1.0 = the report's sizes)"
+    )
     train.add_argument("--channels", help="explicit stage widths, comma separated (overrides --width's)")
     train.add_argument("--checkpoint-every", type=int, default=10, help="epochs between kept checkpoints")
     train.add_argument("--ema", action="store_true", help="keep an EMA of the weights (decay --ema-decay)")
     train.add_argument("--ema-decay", type=float, default=0.9999)
     train.add_argument("--image-size", type=int, default=32, help="for folder datasets (digits are upscaled)")
     train.add_argument("--run-id", help="name of the run folder (default: <arch>-<time>-<random>)")
-    train.add_argument("--resume", metavar="RUN_ID", help="continue an existing run from its latest checkpoint")
+    train.add_argument(
+        "--resume", metavar="RUN_ID", help="continue an existing run from its latest checkpoint"
+    )
     train.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
-    train.add_argument("--download", action="store_true", help="allow downloading CIFAR-10 even if DDPM_DOWNLOAD=0")
+    train.add_argument(
+        "--download", action="store_true", help="allow downloading CIFAR-10 even if DDPM_DOWNLOAD=0"
+    )
     train.set_defaults(handler=cmd_train)
 
     sample = subparsers.add_parser("sample", help="write a seeded PNG grid from a checkpoint")
@@ -67,7 +77,12 @@ def cmd_archs(args: argparse.Namespace) -> int:
         print(json.dumps(archs, indent=2))
         return 0
     rows = [
-        (a["name"], a["report_name"], f"{a['params'] / 1e6:.2f}M", "-" if a["report_fid"] is None else f"{a['report_fid']:.3f}")
+        (
+            a["name"],
+            a["report_name"],
+            f"{a['params'] / 1e6:.2f}M",
+            "-" if a["report_fid"] is None else f"{a['report_fid']:.3f}",
+        )
         for a in archs
     ]
     _print_table(("name", "report name", "params", "report FID"), rows)
@@ -115,7 +130,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     def show(progress: Any) -> None:
         if not bars:
-            bars.append(tqdm(total=progress.total_steps, initial=progress.step - 1, unit="step", file=sys.stderr))
+            bars.append(
+                tqdm(total=progress.total_steps, initial=progress.step - 1, unit="step", file=sys.stderr)
+            )
         bar = bars[0]
         bar.n = progress.step
         bar.set_postfix(loss=f"{progress.loss:.4f}", epoch=progress.epoch, refresh=False)
@@ -127,7 +144,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         for bar in bars:
             bar.close()
     run = RunDir.of(root, result.run_id)
-    print(f"run {result.run_id}: {result.status} at step {result.step}/{result.total_steps}, final loss {result.final_loss}")
+    print(
+        f"run {result.run_id}: {result.status} at step {result.step}/{result.total_steps}, final loss {result.final_loss}"
+    )
     for entry in result.checkpoints:
         print(f"  checkpoint {run.checkpoints_dir / entry['file']}")
     print(f"  loss history {run.loss_path}")
@@ -165,7 +184,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     write_grid(args.out, images, args.nrow)
-    print(f"wrote {args.out} ({args.n} images, {meta['arch']} step {meta['step']}, {meta['weights']} weights, from {checkpoint})")
+    print(
+        f"wrote {args.out} ({args.n} images, {meta['arch']} step {meta['step']}, {meta['weights']} weights, from {checkpoint})"
+    )
     return 0
 
 
@@ -177,7 +198,13 @@ def cmd_runs(args: argparse.Namespace) -> int:
         print(json.dumps(records, indent=2))
         return 0
     rows = [
-        (r["run_id"], r["arch"], r["status"], f"{r['step']}/{r['total_steps']}", str(len(r.get("checkpoints", []))))
+        (
+            r["run_id"],
+            r["arch"],
+            r["status"],
+            f"{r['step']}/{r['total_steps']}",
+            str(len(r.get("checkpoints", []))),
+        )
         for r in records
     ]
     _print_table(("run", "arch", "status", "step", "checkpoints"), rows)
@@ -185,9 +212,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def _pick_checkpoint(root: Path, args: argparse.Namespace) -> Path:
-    from models import resolve_arch
-
     from ddpm.runs import newest_checkpoint
+    from models import resolve_arch
 
     if args.checkpoint:
         return args.checkpoint

@@ -1,9 +1,9 @@
 """The on-disk layout of training runs, readable without torch (the API process lists runs from it).
 
-    runs/<run_id>/run.json                         config, status, step, checkpoint list
-    runs/<run_id>/loss.csv                         step,epoch,loss,lr,seconds (one row per step)
-    runs/<run_id>/checkpoints/step-00001000.safetensors   kept checkpoints (every N epochs, final)
-    runs/<run_id>/checkpoints/latest.safetensors   the newest state, for resuming
+runs/<run_id>/run.json                         config, status, step, checkpoint list
+runs/<run_id>/loss.csv                         step,epoch,loss,lr,seconds (one row per step)
+runs/<run_id>/checkpoints/step-00001000.safetensors   kept checkpoints (every N epochs, final)
+runs/<run_id>/checkpoints/latest.safetensors   the newest state, for resuming
 """
 
 from __future__ import annotations
@@ -44,7 +44,9 @@ class RunDir:
     @classmethod
     def of(cls, data_dir: Path, run_id: str) -> RunDir:
         if not RUN_ID_PATTERN.match(run_id):
-            raise InvalidOption(f"invalid run id {run_id!r}: lower-case letters, digits, '.', '_' and '-' only")
+            raise InvalidOption(
+                f"invalid run id {run_id!r}: lower-case letters, digits, '.', '_' and '-' only"
+            )
         return cls(runs_dir(data_dir) / run_id)
 
     @property

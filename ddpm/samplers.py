@@ -28,7 +28,9 @@ class ImageNoise:
     def __init__(self, seed: int, n: int, first: int = 0) -> None:
         if n <= 0:
             raise InvalidOption(f"n must be >= 1, got {n}")
-        self.generators = [torch.Generator().manual_seed(derive_seed(seed, STREAM_IMAGE_NOISE, first + i)) for i in range(n)]
+        self.generators = [
+            torch.Generator().manual_seed(derive_seed(seed, STREAM_IMAGE_NOISE, first + i)) for i in range(n)
+        ]
 
     @classmethod
     def concat(cls, parts: Sequence[ImageNoise]) -> ImageNoise:

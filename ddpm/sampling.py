@@ -60,12 +60,16 @@ def generate_images(
     model = model.eval()
     image_shape = (model.config.in_channels, image_size, image_size)
     batches = [(first, min(batch_size, n - first)) for first in range(0, n, batch_size)]
-    steps_per_batch = schedule.timesteps if sampler == "ddpm" else len(ddim_timesteps(schedule.timesteps, steps or 50))
+    steps_per_batch = (
+        schedule.timesteps if sampler == "ddpm" else len(ddim_timesteps(schedule.timesteps, steps or 50))
+    )
     total = steps_per_batch * len(batches)
     out = []
     for index, (first, size) in enumerate(batches):
         offset = index * steps_per_batch
-        report = None if progress is None else (lambda done, _t, offset=offset: progress(offset + done, total))
+        report = (
+            None if progress is None else (lambda done, _t, offset=offset: progress(offset + done, total))
+        )
         x = sample(
             model,
             schedule,
@@ -99,7 +103,9 @@ def grid_png(images: torch.Tensor, nrow: int = 10, padding: int = GRID_PADDING) 
         top, left = padding + row * (height + padding), padding + column * (width + padding)
         canvas[top : top + height, left : left + width] = pixels[index]
     buffer = io.BytesIO()
-    Image.fromarray(canvas.squeeze(-1) if channels == 1 else canvas).save(buffer, format="PNG", compress_level=6)
+    Image.fromarray(canvas.squeeze(-1) if channels == 1 else canvas).save(
+        buffer, format="PNG", compress_level=6
+    )
     return buffer.getvalue()
 
 

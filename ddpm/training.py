@@ -270,7 +270,9 @@ class Trainer:
                 for hook in self.hooks.on_progress:
                     hook(progress)
                 epoch_done = step % steps_per_epoch == 0
-                keep = step == total_steps or (epoch_done and (step // steps_per_epoch) % cfg.checkpoint_every == 0)
+                keep = step == total_steps or (
+                    epoch_done and (step // steps_per_epoch) % cfg.checkpoint_every == 0
+                )
                 if epoch_done or keep:
                     loss_file.flush()
                     self._save(model, optimizer, ema, generator, step, steps_per_epoch, checkpoints, keep)
@@ -292,7 +294,9 @@ class Trainer:
         mine = self.config.to_dict()
         # Only these may change on resume: how long to train and how often to keep checkpoints.
         may_change = {"epochs", "max_steps", "checkpoint_every"}
-        differs = sorted(k for k in mine if k not in may_change and _jsonish(stored.get(k)) != _jsonish(mine[k]))
+        differs = sorted(
+            k for k in mine if k not in may_change and _jsonish(stored.get(k)) != _jsonish(mine[k])
+        )
         if differs:
             raise InvalidOption(
                 f"cannot resume run {self.run.run_id}: its checkpoint was trained with different {differs} "

@@ -13,7 +13,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from models.config import ConfigError, UNetConfig
-from models.registry import ARCHS, ArchSpec, UnknownArchError, arch_config, arch_names, get_arch, list_archs, resolve_arch
+from models.registry import (
+    ARCHS,
+    ArchSpec,
+    UnknownArchError,
+    arch_config,
+    arch_names,
+    get_arch,
+    list_archs,
+    resolve_arch,
+)
 
 if TYPE_CHECKING:
     from models.unet import UNet

@@ -28,7 +28,8 @@ def _double_conv_chain(c_in: int, c_out: int, c_mid: int, config: UNetConfig) ->
     """The report's 'residual block': (1 + pre_blocks) residual DoubleConv(C_in, C_in), then
     DoubleConv(C_in, C_out), itself residual only with extra_res_link."""
     layers = [
-        DoubleConv(c_in, c_in, residual=True, skip_scale=config.skip_scale) for _ in range(1 + config.pre_blocks)
+        DoubleConv(c_in, c_in, residual=True, skip_scale=config.skip_scale)
+        for _ in range(1 + config.pre_blocks)
     ]
     layers.append(
         DoubleConv(c_in, c_out, c_mid, residual=config.extra_res_link, skip_scale=config.skip_scale)
@@ -117,7 +118,9 @@ class ConvNeXtBlock(nn.Module):
         super().__init__()
         self.dwconv = nn.Conv2d(channels, channels, 7, padding=3, groups=channels)
         self.norm = nn.LayerNorm(channels, eps=1e-6)
-        self.mlp = nn.Sequential(nn.Linear(channels, 4 * channels), nn.GELU(), nn.Linear(4 * channels, channels))
+        self.mlp = nn.Sequential(
+            nn.Linear(channels, 4 * channels), nn.GELU(), nn.Linear(4 * channels, channels)
+        )
         self.gamma = nn.Parameter(torch.full((channels,), LAYER_SCALE_INIT))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

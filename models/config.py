@@ -58,7 +58,9 @@ class UNetConfig:
         _check_choice("stem", self.stem, STEM_KINDS)
         _check_choice("pool", self.pool, POOL_KINDS)
         if len(self.channels) < 2:
-            raise ConfigError(f"channels must list at least 2 widths (stem + one down stage), got {self.channels!r}")
+            raise ConfigError(
+                f"channels must list at least 2 widths (stem + one down stage), got {self.channels!r}"
+            )
         if len(self.bottleneck) < 1:
             raise ConfigError(f"bottleneck must list at least one width, got {self.bottleneck!r}")
         for name, widths in (("channels", self.channels), ("bottleneck", self.bottleneck)):
@@ -114,7 +116,12 @@ def scale_width(width: int, multiplier: float) -> int:
 
 def apply_width(config: UNetConfig, width: float) -> UNetConfig:
     """The same architecture with every channel count scaled by `width` (tiny test models use ~0.125)."""
-    if not isinstance(width, int | float) or isinstance(width, bool) or not math.isfinite(width) or width <= 0:
+    if (
+        not isinstance(width, int | float)
+        or isinstance(width, bool)
+        or not math.isfinite(width)
+        or width <= 0
+    ):
         raise ConfigError(f"width must be a number > 0, got {width!r}")
     return dataclasses.replace(
         config,

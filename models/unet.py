@@ -75,7 +75,9 @@ class UNet(nn.Module):
     def _check_input(self, x: torch.Tensor, t: torch.Tensor) -> None:
         factor = 2**self.config.levels
         if x.ndim != 4 or x.shape[1] != self.config.in_channels:
-            raise ValueError(f"expected x of shape (B, {self.config.in_channels}, H, W), got {tuple(x.shape)}")
+            raise ValueError(
+                f"expected x of shape (B, {self.config.in_channels}, H, W), got {tuple(x.shape)}"
+            )
         if x.shape[2] % factor or x.shape[3] % factor:
             raise ValueError(
                 f"H and W must be divisible by {factor} ({self.config.levels} halvings), got {tuple(x.shape[2:])}"
