@@ -40,6 +40,7 @@ __all__ = [
     "get_arch",
     "list_archs",
     "resolve_arch",
+    "unet_attention_type",
 ]
 
 
@@ -50,6 +51,13 @@ def build_model(name: str, width: float = 1.0, **options: Any) -> UNet:
     overrides the preset.
     """
     return build_from_config(arch_config(name, width=width, **options))
+
+
+def unet_attention_type() -> type:
+    """The self-attention module class (lets tests count attention layers)."""
+    from models.layers import SelfAttention
+
+    return SelfAttention
 
 
 def build_from_config(config: UNetConfig | dict[str, Any]) -> UNet:

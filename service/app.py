@@ -1,0 +1,43 @@
+"""The FastAPI app: `uvicorn service.app:app`, or `ddpm serve` for API + worker + Redis in one command.
+
+This module imports no torch (tests/service/test_torch_free.py checks it in a fresh interpreter).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import Depends, FastAPI
+
+from service.deps import require_api_key
+from service.errors import install_handlers
+from service.jobstore import JobStore
+from service.queue import JobQueue
+from service.routes import archs, fid, health, jobs, runs, samples, train
+from service.settings import Settings
+
+DESCRIPTION = """Train, sample and score (FID) the DDPM UNet variants of *Newer Architectures for Diffusion*.
+
+Requests are validated here and run as jobs on GPU workers; follow a job at `/jobs/{id}` or as
+server-sent events at `/jobs/{id}/events`. See docs/api.md.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    app = FastAPI(title="ddpm-arch-bench", version="0.1.0", description=DESCRIPTION)
+    app.state.settings = settings
+    app.state.store = JobStore.from_url(
+        settings.redis_url, settings.key_prefix, settings.job_ttl_s, settings.redis_timeout_s
+    )
+    app.state.queue = JobQueue(settings)
+    install_handlers(app, settings.redis_url)
+    guarded = [Depends(require_api_key)]
+    for module in (archs, train, jobs, runs, samples, fid):
+        app.include_router(module.router, dependencies=guarded)
+    app.include_router(health.router)  # probes carry no key
+    logging.getLogger("service").setLevel(logging.INFO)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,98 @@
+"""Which checkpoint a request means, found from the run folders without loading torch.
+
+A kept checkpoint (runs/<run>/checkpoints/step-XXXXXXXX.safetensors) is never rewritten once it
+exists, so (run id, step, which weights) identifies its contents: the sample cache keys on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ddpm.errors import InvalidOption
+from ddpm.runs import RunDir, checkpoint_name, newest_checkpoint
+from service.errors import Conflict, NotFound, Unprocessable
+
+# run.json's status from POST /train until the worker's trainer takes the run over (the engine's own
+# states are running/succeeded/cancelled/failed).
+QUEUED_RUN = "queued"
+
+
+@dataclass(frozen=True)
+class CheckpointRef:
+    arch: str
+    run_id: str
+    step: int
+    epoch: float | None
+    weights: str  # "ema" when the run keeps EMA weights (sampling prefers them), else "model"
+
+    def path(self, data_dir: Path) -> Path:
+        return RunDir.of(data_dir, self.run_id).checkpoints_dir / checkpoint_name(self.step)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CheckpointRef:
+        return cls(**data)
+
+
+def existing_run(data_dir: Path, run_id: str) -> RunDir:
+    try:
+        run = RunDir.of(data_dir, run_id)
+    except InvalidOption:
+        run = None
+    if run is None or not run.exists():
+        raise NotFound(f"no run {run_id!r}; GET /runs lists them")
+    return run
+
+
+def how_to_train(arch: str) -> str:
+    return (
+        f'train one first: POST /train {{"arch": "{arch}"}} (the report\'s CIFAR-10 run), or for a quick '
+        f'offline one {{"arch": "{arch}", "dataset": "digits", "width": 0.25, "max_steps": 500}}'
+    )
+
+
+def resolve_checkpoint(
+    data_dir: Path, arch: str | None, run_id: str | None = None, step: int | None = None
+) -> CheckpointRef:
+    """The checkpoint a request names: a run's step, a run's newest, or the newest of an arch.
+
+    Raises NotFound (unknown run or step), Conflict (nothing trained yet), Unprocessable (arch and
+    run disagree, or a step without a run).
+    """
+    if run_id is None:
+        if step is not None:
+            raise Unprocessable("checkpoint (a step number) needs run as well: a step is per run")
+        if arch is None:
+            raise Unprocessable("give arch (newest checkpoint of that variant) or run")
+        found = newest_checkpoint(data_dir, arch)
+        if found is None:
+            raise Conflict(f"arch {arch!r} has no finished checkpoint yet; {how_to_train(arch)}")
+        run_id, step, _ = found
+        return _ref(RunDir.of(data_dir, run_id), step)
+
+    run = existing_run(data_dir, run_id)
+    record = run.read()
+    if arch is not None and record.get("arch") != arch:
+        raise Unprocessable(f"run {run_id!r} trains {record.get('arch')!r}, not {arch!r}")
+    kept = dict(run.kept_checkpoints())
+    if not kept:
+        raise Conflict(
+            f"run {run_id!r} has no kept checkpoint yet (status {record.get('status')!r}); wait for its "
+            f"first checkpoint, or {how_to_train(record.get('arch', 'baseline'))}"
+        )
+    if step is None:
+        step = max(kept)
+    elif step not in kept:
+        raise NotFound(f"run {run_id!r} has no checkpoint at step {step}; kept steps: {sorted(kept)}")
+    return _ref(run, step)
+
+
+def _ref(run: RunDir, step: int) -> CheckpointRef:
+    record = run.read()
+    epoch = next((c.get("epoch") for c in record.get("checkpoints", []) if c.get("step") == step), None)
+    ema = bool(record.get("train_config", {}).get("ema"))
+    return CheckpointRef(record["arch"], run.run_id, step, epoch, "ema" if ema else "model")

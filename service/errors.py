@@ -1,0 +1,100 @@
+"""Errors the API answers with a status and a JSON message (never a traceback)."""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlsplit, urlunsplit
+
+import kombu.exceptions
+import redis.exceptions
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+log = logging.getLogger("service")
+
+
+class ApiError(Exception):
+    """A request the service cannot serve as asked; `detail` says why and what would work."""
+
+    status_code = 400
+
+    def __init__(self, detail: str, **extra: object) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+
+class NotFound(ApiError):
+    status_code = 404
+
+
+class Conflict(ApiError):
+    status_code = 409
+
+
+class Unprocessable(ApiError):
+    status_code = 422
+
+
+class JobFailed(ApiError):
+    """The job behind a request failed in the worker; detail carries its error."""
+
+    status_code = 500
+
+
+class Unavailable(ApiError):
+    status_code = 503
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password:
+        host = parts.hostname or ""
+        netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+        parts = parts._replace(netloc=netloc)
+    return urlunsplit(parts)
+
+
+def redis_unavailable_message(url: str, err: Exception) -> str:
+    return (
+        f"Redis is unreachable at {redact(url)} ({type(err).__name__}: {err}). Jobs cannot be created or "
+        "read until it is back: start Redis (`docker compose up -d redis`), or run `ddpm serve` without "
+        "REDIS_URL for an embedded one, or point REDIS_URL at a running server."
+    )
+
+
+def install_handlers(app: FastAPI, redis_url: str) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, err: ApiError) -> JSONResponse:
+        return JSONResponse({"detail": err.detail, **err.extra}, status_code=err.status_code)
+
+    @app.exception_handler(redis.exceptions.ConnectionError)
+    @app.exception_handler(redis.exceptions.TimeoutError)
+    async def redis_down(_: Request, err: Exception) -> JSONResponse:
+        log.warning("redis unavailable: %s", err)
+        return JSONResponse({"detail": redis_unavailable_message(redis_url, err)}, status_code=503)
+
+    @app.exception_handler(redis.exceptions.RedisError)
+    async def redis_error(_: Request, err: Exception) -> JSONResponse:
+        log.warning("redis error: %s", err)
+        return JSONResponse(
+            {"detail": f"Redis at {redact(redis_url)} refused the request ({type(err).__name__}: {err})"},
+            status_code=503,
+        )
+
+    @app.exception_handler(kombu.exceptions.OperationalError)
+    async def broker_down(_: Request, err: Exception) -> JSONResponse:
+        log.warning("broker unavailable: %s", err)
+        return JSONResponse(
+            {"detail": f"the job queue (broker at {redact(redis_url)}) is unreachable: {err}"},
+            status_code=503,
+        )
+
+    @app.exception_handler(Exception)
+    async def internal(_: Request, err: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return JSONResponse(
+            {"detail": f"internal error ({type(err).__name__}); the API log has the details"},
+            status_code=500,
+        )

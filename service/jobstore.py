@@ -1,0 +1,318 @@
+"""Job records in Redis under our own keys: what a user sees never depends on Celery's result backend.
+
+Keys (all under the configured prefix, `ddpm` by default):
+  <p>:job:<id>        hash: kind, state, params, progress, step, total, loss, eta_s, message, error,
+                      result, created/started/finished/updated/heartbeat, cancel_requested
+  <p>:jobs            sorted set of job ids by creation time (GET /jobs)
+  <p>:lock:<name>     the id of the job that owns a resource: a sample cache entry, a training run
+  <p>:worker:<host>   a worker's heartbeat (expires when the worker goes away)
+
+Every state change is one Lua script, so the API (create, cancel) and the workers (start, progress,
+finish) never race: a queued job cancelled by the API is never started by a worker, and two identical
+sample requests get one job.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import redis
+
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
+ACTIVE_STATES = (QUEUED, RUNNING)
+TERMINAL_STATES = (SUCCEEDED, FAILED, CANCELLED)
+STATES = ACTIVE_STATES + TERMINAL_STATES
+
+TRAIN, SAMPLE, FID = "train", "sample", "fid"
+KINDS = (TRAIN, SAMPLE, FID)
+# The API enqueues by these names (send_task); workers/tasks.py registers tasks under them.
+TASK_NAMES = {TRAIN: "ddpm.train", SAMPLE: "ddpm.sample", FID: "ddpm.fid"}
+
+JSON_FIELDS = ("params", "result")
+FLOAT_FIELDS = ("progress", "loss", "eta_s", "created", "started", "finished", "updated", "heartbeat")
+INT_FIELDS = ("step", "total", "attempts")
+
+# Create a job; with a lock, first see whether an active job already owns it (then answer its id).
+# KEYS: job, index, lock. ARGV: id, created, job key prefix, lock ttl, joinable states (csv),
+# id the caller may replace, use lock (0/1), then field/value pairs of the new record.
+_CREATE = """
+if ARGV[7] == '1' then
+  local current = redis.call('GET', KEYS[3])
+  if current and current ~= ARGV[6] then
+    local state = redis.call('HGET', ARGV[3] .. current, 'state')
+    if state and string.find(',' .. ARGV[5] .. ',', ',' .. state .. ',', 1, true) then
+      return current
+    end
+  end
+  redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[4])
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 8))
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+return ARGV[1]
+"""
+
+# queued -> running; a running job whose heartbeat is older than ARGV[3] s may be taken over (its
+# worker died and the broker redelivered the message). Answers the state the job is now in.
+_START = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return 'missing' end
+if state == 'queued' then
+  redis.call('HSET', KEYS[1], 'state', 'running', 'started', ARGV[1], 'updated', ARGV[1],
+             'heartbeat', ARGV[1], 'worker', ARGV[2], 'message', 'started', 'attempts', 1)
+  return 'running'
+end
+if state == 'running' then
+  local beat = tonumber(redis.call('HGET', KEYS[1], 'heartbeat') or '0')
+  if tonumber(ARGV[1]) - beat > tonumber(ARGV[3]) then
+    redis.call('HSET', KEYS[1], 'updated', ARGV[1], 'heartbeat', ARGV[1], 'worker', ARGV[2],
+               'message', 'restarted after its worker was lost')
+    redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+    return 'resumed'
+  end
+  return 'busy'
+end
+return state
+"""
+
+# queued -> cancelled at once; running -> flag that the worker polls between steps.
+_CANCEL = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return false end
+if state == 'queued' then
+  redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished', ARGV[1], 'updated', ARGV[1],
+             'message', 'cancelled before it started')
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+  return 'cancelled'
+end
+if state == 'running' then
+  redis.call('HSET', KEYS[1], 'cancel_requested', '1', 'updated', ARGV[1],
+             'message', 'cancel requested; stopping after the current step')
+  return 'cancelling'
+end
+return state
+"""
+
+# Progress only lands on a running job (never resurrects an expired or finished record).
+_PROGRESS = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+"""
+
+_FINISH = """
+if not redis.call('HGET', KEYS[1], 'state') then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _encode(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, dict | list | tuple):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def _flatten(fields: Mapping[str, Any]) -> list[str]:
+    out: list[str] = []
+    for key, value in fields.items():
+        if value is not None:
+            out += [key, _encode(value)]
+    return out
+
+
+def decode_job(raw: Mapping[str, str]) -> dict[str, Any]:
+    """A stored hash as typed values (missing numbers stay absent)."""
+    job: dict[str, Any] = dict(raw)
+    for key in JSON_FIELDS:
+        if key in job:
+            job[key] = json.loads(job[key])
+    for key in FLOAT_FIELDS:
+        if key in job:
+            job[key] = float(job[key])
+    for key in INT_FIELDS:
+        if key in job:
+            job[key] = int(job[key])
+    job["cancel_requested"] = job.get("cancel_requested") == "1"
+    return job
+
+
+class JobStore:
+    def __init__(self, client: redis.Redis, prefix: str = "ddpm", ttl_s: int = 30 * 24 * 3600) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.ttl_s = ttl_s
+        self._create = client.register_script(_CREATE)
+        self._start = client.register_script(_START)
+        self._cancel = client.register_script(_CANCEL)
+        self._progress = client.register_script(_PROGRESS)
+        self._finish = client.register_script(_FINISH)
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str, ttl_s: int, timeout_s: float = 3.0) -> JobStore:
+        client = redis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_connect_timeout=timeout_s,
+            socket_timeout=timeout_s,
+            health_check_interval=30,
+        )
+        return cls(client, prefix, ttl_s)
+
+    # keys
+    def job_key(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}"
+
+    @property
+    def index_key(self) -> str:
+        return f"{self.prefix}:jobs"
+
+    def lock_key(self, name: str) -> str:
+        return f"{self.prefix}:lock:{name}"
+
+    def worker_key(self, hostname: str) -> str:
+        return f"{self.prefix}:worker:{hostname}"
+
+    # API side
+    def create(
+        self,
+        kind: str,
+        params: dict[str, Any],
+        *,
+        lock: str | None = None,
+        join_states: Iterable[str] = ACTIVE_STATES,
+        replace: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> tuple[str, bool]:
+        """Create a queued job; returns (job id, created).
+
+        With `lock`, an existing job that owns the lock and is in one of `join_states` is answered
+        instead (created=False); `replace` names an owner the caller knows to be stale.
+        """
+        if kind not in KINDS:
+            raise ValueError(f"unknown job kind {kind!r}")
+        job_id, now = new_job_id(), time.time()
+        record = {
+            "id": job_id,
+            "kind": kind,
+            "state": QUEUED,
+            "params": params,
+            "progress": 0.0,
+            "message": "queued; waiting for a worker",
+            "created": now,
+            "updated": now,
+            **(extra or {}),
+        }
+        owner = self._create(
+            keys=[self.job_key(job_id), self.index_key, self.lock_key(lock or "-")],
+            args=[
+                job_id,
+                now,
+                self.job_key(""),
+                self.ttl_s,
+                ",".join(join_states),
+                replace or "",
+                "1" if lock else "0",
+                *_flatten(record),
+            ],
+        )
+        return owner, owner == job_id
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        raw = self.client.hgetall(self.job_key(job_id))
+        return decode_job(raw) if raw else None
+
+    def list(
+        self, limit: int = 50, kind: str | None = None, state: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Newest first; ids whose records expired are dropped from the index on the way."""
+        jobs: list[dict[str, Any]] = []
+        start, page = 0, max(limit, 50)
+        while len(jobs) < limit:
+            ids = self.client.zrevrange(self.index_key, start, start + page - 1)
+            if not ids:
+                break
+            start += page
+            pipe = self.client.pipeline(transaction=False)
+            for job_id in ids:
+                pipe.hgetall(self.job_key(job_id))
+            expired = []
+            for job_id, raw in zip(ids, pipe.execute(), strict=True):
+                if not raw:
+                    expired.append(job_id)
+                    continue
+                job = decode_job(raw)
+                if (kind is None or job["kind"] == kind) and (state is None or job["state"] == state):
+                    jobs.append(job)
+            if expired:
+                self.client.zrem(self.index_key, *expired)
+                start -= len(expired)
+        return jobs[:limit]
+
+    def cancel(self, job_id: str) -> str | None:
+        """None if unknown; 'cancelled' (was queued), 'cancelling' (was running) or the terminal state."""
+        return self._cancel(keys=[self.job_key(job_id)], args=[time.time(), self.ttl_s]) or None
+
+    def fail(self, job_id: str, error: str) -> None:
+        self.finish(job_id, FAILED, error=error, message="failed")
+
+    def lock_owner(self, lock: str) -> str | None:
+        return self.client.get(self.lock_key(lock))
+
+    def set_lock(self, lock: str, job_id: str) -> None:
+        self.client.set(self.lock_key(lock), job_id, ex=self.ttl_s)
+
+    # worker side
+    def start(self, job_id: str, worker: str, stale_after_s: float) -> str:
+        """'running' or 'resumed' when this worker should run the job, else why not (its state)."""
+        return self._start(keys=[self.job_key(job_id)], args=[time.time(), worker, stale_after_s])
+
+    def progress(self, job_id: str, **fields: Any) -> bool:
+        now = time.time()
+        args = _flatten({**fields, "updated": now, "heartbeat": now})
+        return bool(self._progress(keys=[self.job_key(job_id)], args=args))
+
+    def touch(self, job_id: str) -> bool:
+        """Liveness only (the worker process is alive); does not count as a change for watchers."""
+        return bool(self._progress(keys=[self.job_key(job_id)], args=["heartbeat", time.time()]))
+
+    def finish(self, job_id: str, state: str, **fields: Any) -> bool:
+        if state not in TERMINAL_STATES:
+            raise ValueError(f"{state!r} is not a terminal state")
+        now = time.time()
+        args = _flatten({"state": state, **fields, "finished": now, "updated": now})
+        return bool(self._finish(keys=[self.job_key(job_id)], args=[self.ttl_s, *args]))
+
+    def cancel_requested(self, job_id: str) -> bool:
+        return self.client.hget(self.job_key(job_id), "cancel_requested") == "1"
+
+    # workers' heartbeats
+    def beat(self, hostname: str, info: dict[str, Any], ttl_s: int) -> None:
+        self.client.set(self.worker_key(hostname), json.dumps({**info, "seen": time.time()}), ex=ttl_s)
+
+    def forget_worker(self, hostname: str) -> None:
+        self.client.delete(self.worker_key(hostname))
+
+    def workers(self) -> list[dict[str, Any]]:
+        keys = sorted(self.client.scan_iter(match=self.worker_key("*"), count=100))
+        values = self.client.mget(keys) if keys else []
+        return [json.loads(v) for v in values if v]
+
+    def stale_running(self, stale_after_s: float) -> list[str]:
+        """Ids of running jobs whose worker has been silent for longer than stale_after_s."""
+        now = time.time()
+        return [
+            job["id"]
+            for job in self.list(limit=10_000, state=RUNNING)
+            if now - job.get("heartbeat", job.get("updated", now)) > stale_after_s
+        ]

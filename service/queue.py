@@ -1,0 +1,43 @@
+"""Enqueueing by task name: the API holds a bare Celery client and never imports the worker code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from service.jobstore import TASK_NAMES
+from service.settings import Settings
+
+
+def broker_options(settings: Settings) -> dict[str, Any]:
+    """Shared by the API and the workers: both sides of the Redis transport must agree on these."""
+    return {
+        # Redis redelivers a message that is not acked within this long. Tasks ack late (after the
+        # job), so it must exceed the longest training, or a second worker would start the same job.
+        "visibility_timeout": settings.visibility_timeout_s,
+        "socket_connect_timeout": settings.redis_timeout_s,
+    }
+
+
+class JobQueue:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.celery = Celery("ddpm-api", broker=settings.redis_url, set_as_current=False)
+        self.celery.conf.update(
+            broker_transport_options=broker_options(settings),
+            broker_connection_timeout=settings.redis_timeout_s,
+            broker_connection_retry=False,
+            task_publish_retry_policy={
+                "max_retries": 2,
+                "interval_start": 0,
+                "interval_step": 0.5,
+                "interval_max": 1,
+            },
+        )
+
+    def enqueue(self, kind: str, job_id: str) -> None:
+        """Publish the job; the Celery task id is the job id, so worker logs name the job."""
+        self.celery.send_task(
+            TASK_NAMES[kind], args=[job_id], queue=self.settings.queue, task_id=job_id, ignore_result=True
+        )

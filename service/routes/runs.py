@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from ddpm.runs import list_runs
+from service.checkpoints import existing_run
+from service.deps import SettingsDep, StoreDep
+from service.jobstore import JobStore
+from service.schemas import iso
+
+router = APIRouter(tags=["runs"])
+
+SUMMARY_FIELDS = ("run_id", "arch", "status", "step", "total_steps", "device")
+
+
+def _summary(record: dict[str, Any], job_id: str | None) -> dict[str, Any]:
+    config = record.get("train_config") or {}
+    out = {key: record.get(key) for key in SUMMARY_FIELDS}
+    out.update(
+        dataset=config.get("dataset"),
+        width=config.get("width"),
+        checkpoints=len(record.get("checkpoints", [])),
+        created=iso(record.get("created")),
+        updated=iso(record.get("updated")),
+        job_id=job_id,
+        links={"self": f"/runs/{record['run_id']}", **({"job": f"/jobs/{job_id}"} if job_id else {})},
+    )
+    return out
+
+
+@router.get("/runs", summary="training runs, newest first")
+def runs(settings: SettingsDep, store: StoreDep) -> dict[str, list[dict[str, Any]]]:
+    records = list_runs(settings.data_dir)
+    owners = _job_ids(store, [r["run_id"] for r in records])
+    return {"runs": [_summary(r, owners.get(r["run_id"])) for r in records]}
+
+
+@router.get("/runs/{run_id}", summary="a run: config, checkpoints by step and epoch, loss history")
+def run_detail(
+    run_id: str,
+    settings: SettingsDep,
+    store: StoreDep,
+    points: Annotated[
+        int | None, Query(ge=2, description="thin the loss history to this many points")
+    ] = None,
+) -> dict[str, Any]:
+    run = existing_run(settings.data_dir, run_id)
+    record = run.read()
+    job_id = store.lock_owner(f"run:{run_id}")
+    on_disk = {step for step, _ in run.kept_checkpoints()}
+    checkpoints = [
+        {
+            **entry,
+            "time": iso(entry.get("time")),
+            "links": {"samples": f"/samples?run={run_id}&checkpoint={entry['step']}&seed=0&n=80"},
+        }
+        for entry in record.get("checkpoints", [])
+        if entry.get("step") in on_disk
+    ]
+    return {
+        **_summary(record, job_id),
+        "train_config": record.get("train_config"),
+        "model_config": record.get("model_config"),
+        "steps_per_epoch": record.get("steps_per_epoch"),
+        "checkpoints": checkpoints,
+        "loss_history": run.loss_history(points or settings.loss_history_points),
+    }
+
+
+def _job_ids(store: JobStore, run_ids: list[str]) -> dict[str, str]:
+    if not run_ids:
+        return {}
+    owners = store.client.mget([store.lock_key(f"run:{r}") for r in run_ids])
+    return {r: owner for r, owner in zip(run_ids, owners, strict=True) if owner}

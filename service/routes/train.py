@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Response
+
+from ddpm.runs import RunDir, new_run_id
+from service.checkpoints import QUEUED_RUN, existing_run
+from service.deps import QueueDep, SettingsDep, StoreDep
+from service.errors import Conflict, Unprocessable
+from service.jobstore import TRAIN
+from service.schemas import RESUMABLE_CHANGES, Accepted, TrainRequest, job_links
+from service.submit import submit
+
+router = APIRouter(tags=["train"])
+
+
+@router.post("/train", status_code=202, summary="queue a training run")
+def create_training(
+    body: TrainRequest, response: Response, settings: SettingsDep, store: StoreDep, queue: QueueDep
+) -> Accepted:
+    if body.resume:
+        assert body.run_id is not None  # the model's validator guarantees it
+        run = existing_run(settings.data_dir, body.run_id)
+        config = _resumed_config(body, run.read())
+    else:
+        assert body.arch is not None
+        run = RunDir.of(settings.data_dir, body.run_id or new_run_id(body.arch))
+        if run.exists():
+            raise Conflict(
+                f"run {run.run_id!r} already exists; send resume: true to continue it, or another run_id"
+            )
+        config = body.engine_config()
+
+    # One active job per run: the lock names the run, so a second request for it gets a 409.
+    job_id, created = submit(
+        store,
+        queue,
+        TRAIN,
+        {"run_id": run.run_id, "config": config},
+        run_id=run.run_id,
+        lock=f"run:{run.run_id}",
+    )
+    if not created:
+        raise Conflict(f"run {run.run_id!r} already has an active training job", job_id=job_id)
+    if not body.resume:
+        _write_queued_run(run, config)
+    response.headers["Location"] = f"/jobs/{job_id}"
+    return Accepted(
+        job_id=job_id,
+        state="queued",
+        kind=TRAIN,
+        run_id=run.run_id,
+        message="queued; follow it at links.job or links.events",
+        links={**job_links(job_id, run.run_id), "job": f"/jobs/{job_id}"},
+    )
+
+
+def _resumed_config(body: TrainRequest, record: dict[str, Any]) -> dict[str, Any]:
+    """The run's stored config with only the fields a resume may change taken from the request."""
+    stored = dict(record.get("train_config") or {})
+    asked = body.model_dump(include=body.model_fields_set - {"run_id", "resume"})
+    if "arch" in asked and asked["arch"] != stored.get("arch"):
+        raise Unprocessable(f"run {body.run_id!r} trains {stored.get('arch')!r}, not {asked['arch']!r}")
+    fixed = sorted(
+        k for k in asked if k not in RESUMABLE_CHANGES and k != "arch" and asked[k] != stored.get(k)
+    )
+    if fixed:
+        raise Unprocessable(
+            f"cannot change {fixed} when resuming run {body.run_id!r}; only {list(RESUMABLE_CHANGES)} may change"
+        )
+    return {**stored, **{k: v for k, v in asked.items() if k in RESUMABLE_CHANGES}}
+
+
+def _write_queued_run(run: RunDir, config: dict[str, Any]) -> None:
+    """A run.json in the engine's layout, so GET /runs and `ddpm runs` show the run before it starts."""
+    now = time.time()
+    run.write(
+        {
+            "run_id": run.run_id,
+            "arch": config["arch"],
+            "created": now,
+            "updated": now,
+            "status": QUEUED_RUN,
+            "device": None,
+            "train_config": config,
+            "model_config": None,
+            "total_steps": None,
+            "steps_per_epoch": None,
+            "step": 0,
+            "checkpoints": [],
+        }
+    )

@@ -1,0 +1,231 @@
+"""Request and response models. Bounds come from service.limits; a bad value gets a 422 naming it."""
+
+from __future__ import annotations
+
+import time
+from pathlib import PurePosixPath
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from models import ConfigError, UnknownArchError, arch_config, resolve_arch
+from service import limits
+
+RUN_ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,127}$"  # ddpm.runs.RUN_ID_PATTERN
+
+
+def _canonical_arch(name: str) -> str:
+    try:
+        return resolve_arch(name)
+    except UnknownArchError as err:
+        raise ValueError(str(err)) from err
+
+
+ArchName = Annotated[
+    str,
+    AfterValidator(_canonical_arch),
+    Field(description="variant name or report name, any case: biggan, DDPM_BigGAN"),
+]
+RunId = Annotated[str, Field(pattern=RUN_ID_PATTERN, description="a run id as listed by GET /runs")]
+Seed = Annotated[int, Field(ge=0, le=limits.MAX_SEED)]
+Sampler = Literal["ddpm", "ddim"]
+
+
+def check_dataset(spec: str) -> str:
+    """cifar10, digits, or folder:<path under DATA_DIR/datasets> (the API never reads outside the volume)."""
+    if spec in limits.BUILTIN_DATASETS:
+        return spec
+    if spec.startswith(limits.FOLDER_PREFIX):
+        folder = PurePosixPath(spec[len(limits.FOLDER_PREFIX) :].strip())
+        if str(folder) not in ("", ".") and not folder.is_absolute() and ".." not in folder.parts:
+            return f"{limits.FOLDER_PREFIX}{folder}"
+        raise ValueError(
+            f"dataset {spec!r}: a folder dataset must be a relative path under DATA_DIR/datasets, "
+            "e.g. folder:my-images"
+        )
+    valid = ", ".join([*limits.BUILTIN_DATASETS, f"{limits.FOLDER_PREFIX}<folder under DATA_DIR/datasets>"])
+    raise ValueError(f"unknown dataset {spec!r}; valid: {valid}")
+
+
+# Only these may change when a run is resumed (ddpm.training.Trainer._check_resumable).
+RESUMABLE_CHANGES = ("epochs", "max_steps", "checkpoint_every")
+
+
+class TrainRequest(BaseModel):
+    """Every field but arch defaults to the report's setup (CIFAR-10, 100 epochs, batch 128, AdamW 2e-4)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    arch: ArchName | None = None
+    dataset: Annotated[str, AfterValidator(check_dataset)] = "cifar10"
+    epochs: int = Field(100, ge=1, le=limits.MAX_EPOCHS)
+    max_steps: int | None = Field(
+        None, ge=1, le=limits.MAX_TRAIN_STEPS, description="stop after this many steps"
+    )
+    batch_size: int = Field(128, ge=1, le=limits.MAX_BATCH)
+    lr: float = Field(2e-4, gt=0, le=limits.MAX_LR)
+    seed: Seed = 0
+    width: float = Field(1.0, gt=0, le=limits.MAX_WIDTH, description="channel multiplier; 1.0 = report sizes")
+    checkpoint_every: int = Field(
+        10, ge=1, le=limits.MAX_EPOCHS, description="epochs between kept checkpoints"
+    )
+    ema: bool = False
+    image_size: int = Field(
+        32, ge=limits.MIN_IMAGE_SIZE, le=limits.MAX_IMAGE_SIZE, description="digits/folder datasets only"
+    )
+    run_id: RunId | None = Field(None, description="name the run (default <arch>-<time>-<random>)")
+    resume: bool = Field(False, description="continue run_id from its latest checkpoint")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainRequest:
+        if self.resume:
+            if self.run_id is None:
+                raise ValueError("resume needs run_id: the run to continue")
+        elif self.arch is None:
+            raise ValueError('arch is required, e.g. {"arch": "convnext"}; GET /archs lists them')
+        if self.dataset == "cifar10" and self.image_size != 32:
+            raise ValueError("CIFAR-10 images are 32x32; image_size applies to digits and folder datasets")
+        if self.arch is not None:
+            try:  # width too small or too large for the variant's channel layout
+                arch_config(self.arch, width=self.width)
+            except ConfigError as err:
+                raise ValueError(str(err)) from err
+        return self
+
+    def engine_config(self) -> dict[str, Any]:
+        """Keyword arguments of ddpm.training.TrainConfig."""
+        return self.model_dump(exclude={"run_id", "resume"})
+
+
+class SampleQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    arch: ArchName | None = None
+    seed: Seed = 0
+    n: int = Field(80, ge=1, le=limits.MAX_SAMPLES, description="images in the grid (80 = the report's)")
+    nrow: int = Field(10, ge=1, le=limits.MAX_NROW, description="images per row")
+    run: RunId | None = Field(None, description="sample this run (default: the arch's newest checkpoint)")
+    checkpoint: int | None = Field(None, ge=0, description="a kept checkpoint's step (needs run)")
+    sampler: Sampler = "ddpm"
+    steps: int | None = Field(None, ge=1, le=limits.MAX_SAMPLER_STEPS, description="ddim steps (default 50)")
+    eta: float = Field(0.0, ge=0.0, le=1.0, description="ddim eta: 0 deterministic, 1 DDPM-like")
+    wait: float = Field(0.0, ge=0, description="seconds to wait for the grid before answering 202")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SampleQuery:
+        if self.arch is None and self.run is None:
+            raise ValueError(
+                "give arch (its newest checkpoint is used) or run, e.g. ?arch=biggan&seed=0&n=80"
+            )
+        _check_ddpm_options(self.sampler, self.steps, self.eta)
+        return self
+
+
+def _check_ddpm_options(sampler: str, steps: int | None, eta: float) -> None:
+    if sampler == "ddpm" and steps not in (None, limits.DDPM_STEPS):
+        raise ValueError(
+            f"the ddpm sampler always runs {limits.DDPM_STEPS} steps; use sampler=ddim for {steps}"
+        )
+    if sampler == "ddpm" and eta != 0:
+        raise ValueError("eta applies to the ddim sampler only")
+
+
+class FidRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    arch: ArchName | None = None
+    run: RunId | None = None
+    checkpoint: int | None = Field(None, ge=0, description="a kept checkpoint's step (needs run)")
+    n_samples: int | list[int] = Field(
+        limits.DEFAULT_FID_SAMPLES,
+        description="samples to score; a list gives an FID-vs-N sweep from one sample set",
+    )
+    sampler: Sampler = "ddpm"
+    steps: int | None = Field(None, ge=1, le=limits.MAX_SAMPLER_STEPS)
+    eta: float = Field(0.0, ge=0.0, le=1.0)
+    seed: Seed = 0
+    dataset: Literal["cifar10", "digits"] = Field("cifar10", description="reference statistics")
+    batch_size: int = Field(128, ge=1, le=limits.MAX_BATCH)
+
+    @field_validator("n_samples")
+    @classmethod
+    def _sweep(cls, value: int | list[int]) -> list[int]:
+        values = sorted(set([value] if isinstance(value, int) else value))
+        if not values or len(values) > limits.MAX_FID_SWEEP:
+            raise ValueError(f"n_samples: give 1 to {limits.MAX_FID_SWEEP} values")
+        bad = [v for v in values if not limits.MIN_FID_SAMPLES <= v <= limits.MAX_SAMPLES]
+        if bad:
+            raise ValueError(
+                f"n_samples {bad} out of range: each must be in [{limits.MIN_FID_SAMPLES}, {limits.MAX_SAMPLES}]"
+            )
+        return values
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FidRequest:
+        if self.arch is None and self.run is None:
+            raise ValueError('give arch (its newest checkpoint is scored) or run, e.g. {"arch": "biggan"}')
+        _check_ddpm_options(self.sampler, self.steps, self.eta)
+        return self
+
+
+class Accepted(BaseModel):
+    """The answer to a request that queued (or joined) a job."""
+
+    job_id: str
+    state: str
+    kind: str
+    run_id: str | None = None
+    joined: bool = Field(False, description="an identical job was already queued or running")
+    message: str | None = None
+    links: dict[str, str]
+
+
+def iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(timestamp)) + f".{int(timestamp % 1 * 1000):03d}Z"
+
+
+class JobOut(BaseModel):
+    id: str
+    kind: str
+    state: str
+    progress: float = Field(description="fraction done, 0..1")
+    step: int | None = None
+    total: int | None = None
+    loss: float | None = None
+    eta_s: float | None = Field(None, description="seconds left, from the current rate")
+    message: str | None = None
+    error: str | None = None
+    run_id: str | None = None
+    params: dict[str, Any]
+    result: dict[str, Any] | None = None
+    cancel_requested: bool = False
+    attempts: int | None = None
+    worker: str | None = None
+    created: str | None = None
+    started: str | None = None
+    finished: str | None = None
+    updated: str | None = None
+    links: dict[str, str]
+
+    @classmethod
+    def from_record(cls, job: dict[str, Any]) -> JobOut:
+        links = job_links(job["id"], job.get("run_id"))
+        for name, url in (job.get("result") or {}).get("links", {}).items():
+            links.setdefault(name, url)
+        return cls(
+            **{k: v for k, v in job.items() if k in cls.model_fields and k not in _TIMES},
+            **{k: iso(job.get(k)) for k in _TIMES},
+            links=links,
+        )
+
+
+_TIMES = ("created", "started", "finished", "updated")
+
+
+def job_links(job_id: str, run_id: str | None = None) -> dict[str, str]:
+    links = {"self": f"/jobs/{job_id}", "events": f"/jobs/{job_id}/events"}
+    if run_id:
+        links["run"] = f"/runs/{run_id}"
+    return links

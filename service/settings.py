@@ -1,0 +1,68 @@
+"""One settings object for the API, the workers and `ddpm serve`, read from the environment.
+
+REDIS_URL, DATA_DIR and API_KEY keep their plain names (they are what operators type); the rest take
+a DDPM_ prefix, e.g. DDPM_QUEUE=gpu-a100.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ddpm.settings import data_dir as resolve_data_dir
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DAY = 24 * 3600
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DDPM_", extra="ignore", populate_by_name=True)
+
+    redis_url: str = Field(
+        DEFAULT_REDIS_URL, validation_alias=AliasChoices("REDIS_URL", "redis_url"), min_length=1
+    )
+    data_dir: Path = Field(
+        default_factory=lambda: resolve_data_dir(), validation_alias=AliasChoices("DATA_DIR", "data_dir")
+    )
+    api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("API_KEY", "api_key"))
+
+    # Redis keys and the Celery queue; tests give each session its own to share one Redis safely.
+    key_prefix: str = Field("ddpm", pattern=r"^[A-Za-z0-9_.:-]+$")
+    queue: str = Field("gpu", pattern=r"^[A-Za-z0-9_.-]+$")
+
+    # Workers
+    device: str = "auto"  # auto: CUDA when present, else CPU
+    progress_interval_s: float = Field(0.5, ge=0)  # at most ~2 progress writes per second per job
+    # A running job's worker touches its heartbeat every few seconds; silent this long = worker lost.
+    stale_after_s: float = Field(120, gt=0)
+    sample_batch_size: int = Field(128, ge=1, le=4096)
+    # Unacked messages are redelivered after this long, so it must exceed the longest job (see docs/api.md).
+    visibility_timeout_s: int = Field(7 * DAY, ge=60)
+
+    # API
+    job_ttl_s: int = Field(30 * DAY, ge=60)  # finished job records expire after this long
+    sample_max_n: int = Field(1000, ge=1, le=50_000)  # images in one GET /samples grid
+    max_wait_s: float = Field(300, ge=0)  # longest `wait` a GET /samples may block for
+    events_poll_s: float = Field(0.25, gt=0)  # how often the SSE stream re-reads a job
+    events_keepalive_s: float = Field(15, gt=0)
+    loss_history_points: int = Field(500, ge=2, le=100_000)
+    redis_timeout_s: float = Field(3, gt=0)
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _absolute(cls, value: str | Path) -> Path:
+        return resolve_data_dir(value)
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        # compose passes API_KEY="" when the operator sets none; that means "no key", not "empty key".
+        return None if value in ("", None) else value
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

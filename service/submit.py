@@ -1,0 +1,41 @@
+"""Create a job record, then publish it: the record exists before any worker can see the message."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from service.errors import Unavailable, redact
+from service.jobstore import ACTIVE_STATES, JobStore
+from service.queue import JobQueue
+
+log = logging.getLogger("service")
+
+
+def submit(
+    store: JobStore,
+    queue: JobQueue,
+    kind: str,
+    params: dict[str, Any],
+    *,
+    run_id: str | None = None,
+    lock: str | None = None,
+    join_states: tuple[str, ...] = ACTIVE_STATES,
+    replace: str | None = None,
+) -> tuple[str, bool]:
+    """(job id, created). With a lock, an active owner of it is joined instead of queuing another job."""
+    extra = {"run_id": run_id} if run_id else None
+    job_id, created = store.create(
+        kind, params, lock=lock, join_states=join_states, replace=replace, extra=extra
+    )
+    if created:
+        try:
+            queue.enqueue(kind, job_id)
+        except Exception as err:
+            # The record says why the job never ran; the lock it holds is free for the next request.
+            log.warning("could not publish job %s: %s", job_id, err)
+            store.fail(job_id, f"could not publish the job to the queue: {type(err).__name__}: {err}")
+            raise Unavailable(
+                f"the job queue (broker at {redact(queue.settings.redis_url)}) did not accept the job: {err}"
+            ) from err
+    return job_id, created

@@ -1,0 +1,122 @@
+"""The `ddpm` command: archs, a real (tiny) train -> sample round trip, and clean errors."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+import models
+from ddpm.cli import main
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_archs_table_and_json(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "archs")
+    assert code == 0
+    for spec in models.ARCHS.values():
+        assert spec.name in out and spec.report_name in out
+    assert "53.096" in out and "23.33M" in out
+    code, out, _ = _run(capsys, "archs", "--json")
+    rows = json.loads(out)
+    assert [r["name"] for r in rows] == models.arch_names()
+    assert rows[0] == models.list_archs()[0] and rows[0]["params"] == 23_332_739
+
+
+def test_train_then_sample_on_digits(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _run(
+        capsys,
+        *("train", "--arch", "DDPM_PureUNet", "--dataset", "digits", "--width", "0.125"),
+        *("--max-steps", "3", "--batch-size", "8", "--run-id", "cli-run"),
+    )
+    assert code == 0, err
+    assert "run cli-run: succeeded at step 3/3" in out
+    assert (data_dir / "runs" / "cli-run" / "checkpoints" / "step-00000003.safetensors").is_file()
+
+    out_png = data_dir / "grid.png"
+    argv = ("sample", "--arch", "pure_unet", "--seed", "0", "--n", "12", "--nrow", "4")
+    code, out, err = _run(capsys, *argv, "--sampler", "ddim", "--steps", "4", "--out", str(out_png))
+    assert code == 0, err
+    with Image.open(out_png) as image:
+        assert image.size == (4 * 34 + 2, 3 * 34 + 2)
+    first = out_png.read_bytes()
+    _run(capsys, *argv, "--sampler", "ddim", "--steps", "4", "--out", str(out_png))
+    assert out_png.read_bytes() == first, "same seed and checkpoint: identical bytes"
+
+    code, out, _ = _run(capsys, "runs")
+    assert code == 0 and "cli-run" in out and "succeeded" in out and "3/3" in out
+
+    code, _, err = _run(capsys, "train", "--arch", "pure_unet", "--dataset", "digits", "--run-id", "cli-run")
+    assert code == 2 and "already exists; pass --resume cli-run" in err
+    code, out, err = _run(capsys, "train", "--arch", "pure_unet", "--resume", "cli-run", "--max-steps", "4")
+    assert code == 0, err
+    assert "succeeded at step 4/4" in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--arch", "unet9"], "unknown arch 'unet9'; valid: baseline (DDPM_Baseline)"),
+        (["train", "--arch", "baseline", "--width", "0"], "width must be in (0, 4.0]"),
+        (
+            ["train", "--arch", "baseline", "--dataset", "mnist"],
+            "unknown dataset 'mnist'; valid: cifar10, digits",
+        ),
+        (["train", "--arch", "baseline", "--max-steps", "1"], "CIFAR-10 is not in"),
+        (["sample", "--arch", "biggan", "--out", "x.png"], "no checkpoint of biggan"),
+        (["sample", "--arch", "biggan", "--n", "0", "--out", "x.png"], "n must be an integer in [1, 50000]"),
+        (["sample", "--arch", "nope", "--out", "x.png"], "unknown arch 'nope'"),
+        (["sample", "--run", "missing", "--out", "x.png"], "no run 'missing'"),
+        (["sample", "--run", "../etc", "--out", "x.png"], "invalid run id"),
+        (["sample", "--arch", "biggan", "--steps", "50", "--out", "x.png"], "use --sampler ddim"),
+    ],
+)
+def test_bad_input_gives_one_clear_error(
+    data_dir: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    code, _, err = _run(capsys, *argv)
+    assert code == 2
+    assert message in err and err.startswith("error: ")
+    assert "Traceback" not in err
+
+
+def test_corrupt_checkpoint_gives_one_clear_error(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = data_dir / "bad.safetensors"
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
+    code, _, err = _run(capsys, "sample", "--checkpoint", str(bad), "--out", str(data_dir / "x.png"))
+    assert code == 2 and "is corrupt or truncated" in err and "Traceback" not in err
+    assert not (data_dir / "x.png").exists()
+
+
+def test_the_installed_command_prints_no_traceback(data_dir: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ddpm.cli", "train", "--arch", "DDPM_Nope"], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: unknown arch 'DDPM_Nope'") and "Traceback" not in result.stderr
+    help_text = subprocess.run(
+        [sys.executable, "-m", "ddpm.cli", "--help"], capture_output=True, text=True
+    ).stdout
+    for command in ("archs", "train", "sample", "runs"):
+        assert command in help_text
+
+
+def test_png_is_a_real_png(data_dir: Path) -> None:
+    import torch
+
+    from ddpm.sampling import grid_png
+
+    data = grid_png(torch.zeros(3, 3, 8, 8, dtype=torch.uint8), nrow=3)
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(io.BytesIO(data)) as image:
+        image.verify()

@@ -1,0 +1,211 @@
+"""Training engine: exact resume, checkpoints that round-trip and never half-load, loss history, cancel."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+
+from ddpm.checkpoints import Checkpoint, load_checkpoint, load_model, save_checkpoint
+from ddpm.errors import CheckpointError, InvalidOption
+from ddpm.runs import RunDir, list_runs, newest_checkpoint
+from ddpm.training import TrainConfig, TrainHooks, train
+from tests.conftest import TINY_WIDTH, make_image_folder
+
+
+def _config(dataset: str = "folder:tiny", **changes) -> TrainConfig:
+    """20 images at 16x16, batch 8: 3 steps per epoch, so short runs cross epoch boundaries."""
+    options = dict(
+        arch="pure_unet",
+        dataset=dataset,
+        width=TINY_WIDTH,
+        batch_size=8,
+        image_size=16,
+        checkpoint_every=2,
+        seed=3,
+    )
+    options.update(changes)
+    return TrainConfig(**options)
+
+
+@pytest.fixture
+def folder_data(data_dir: Path) -> Path:
+    make_image_folder(data_dir / "datasets" / "tiny", count=20, size=20)
+    return data_dir
+
+
+def _weights(data_dir: Path, run_id: str) -> dict[str, torch.Tensor]:
+    return load_checkpoint(RunDir.of(data_dir, run_id).latest_path, training_state=True).model
+
+
+def test_interrupted_and_resumed_equals_uninterrupted(folder_data: Path) -> None:
+    """8 steps straight vs 4 (mid-epoch 2) + resume to 8, both with EMA: identical weights, EMA, optimizer."""
+    straight = train(
+        _config(max_steps=8, ema=True, ema_decay=0.9), folder_data, run_id="straight", device="cpu"
+    )
+    first = train(_config(max_steps=4, ema=True, ema_decay=0.9), folder_data, run_id="split", device="cpu")
+    assert first.step == 4
+    resumed = train(_config(max_steps=8, ema=True, ema_decay=0.9), folder_data, run_id="split", device="cpu")
+    assert straight.step == resumed.step == 8
+    a = load_checkpoint(RunDir.of(folder_data, "straight").latest_path, training_state=True)
+    b = load_checkpoint(RunDir.of(folder_data, "split").latest_path, training_state=True)
+    for part in ("model", "ema", "rng"):
+        left, right = getattr(a, part), getattr(b, part)
+        assert left.keys() == right.keys() and left
+        assert all(torch.equal(left[k], right[k]) for k in left), f"{part} differs after resume"
+    assert a.optimizer is not None and b.optimizer is not None
+    for index, state in a.optimizer["state"].items():
+        assert all(torch.equal(v, b.optimizer["state"][index][k]) for k, v in state.items())
+    # loss history: each step exactly once, identical values
+    rows = {
+        run: list(csv.DictReader(RunDir.of(folder_data, run).loss_path.open()))
+        for run in ("straight", "split")
+    }
+    assert [int(r["step"]) for r in rows["split"]] == list(range(1, 9))
+    assert [r["loss"] for r in rows["split"]] == [r["loss"] for r in rows["straight"]]
+
+
+def test_resume_discards_loss_rows_past_the_checkpoint(folder_data: Path) -> None:
+    train(_config(max_steps=3), folder_data, run_id="crash", device="cpu")
+    run = RunDir.of(folder_data, "crash")
+    with run.loss_path.open("a") as handle:  # rows a crashed process logged after its last checkpoint
+        handle.write("4,1,0.5,0.0002,1.0\n5,1,0.5,0.0002,1.0\n")
+    train(_config(max_steps=5), folder_data, run_id="crash", device="cpu")
+    assert [row["step"] for row in run.loss_history()] == [1.0, 2.0, 3.0, 4.0, 5.0]
+
+
+def test_resume_refuses_a_different_model_or_data(folder_data: Path) -> None:
+    train(_config(max_steps=2), folder_data, run_id="r", device="cpu")
+    with pytest.raises(InvalidOption, match=r"different \['lr'\]"):
+        train(_config(max_steps=4, lr=1e-3), folder_data, run_id="r", device="cpu")
+
+
+def test_kept_checkpoints_every_n_epochs_plus_final_and_run_record(folder_data: Path) -> None:
+    result = train(_config(epochs=5), folder_data, run_id="keep", device="cpu")  # 15 steps, 3 per epoch
+    run = RunDir.of(folder_data, "keep")
+    assert [step for step, _ in run.kept_checkpoints()] == [6, 12, 15]
+    assert [c["step"] for c in result.checkpoints] == [6, 12, 15]
+    record = run.read()
+    assert record["status"] == "succeeded" and record["step"] == 15 and record["total_steps"] == 15
+    assert record["model_config"]["channels"] == [8, 16, 32, 32]
+    assert [r["run_id"] for r in list_runs(folder_data)] == ["keep"]
+    assert newest_checkpoint(folder_data, "pure_unet")[:2] == ("keep", 15)
+    assert newest_checkpoint(folder_data, "baseline") is None
+
+
+def test_should_stop_cancels_and_keeps_the_last_step(folder_data: Path) -> None:
+    seen: list[int] = []
+    hooks = TrainHooks(on_progress=[lambda p: seen.append(p.step)], should_stop=lambda: len(seen) >= 2)
+    result = train(_config(epochs=10), folder_data, run_id="stop", device="cpu", hooks=hooks)
+    assert result.status == "cancelled" and result.step == 2 and seen == [1, 2]
+    run = RunDir.of(folder_data, "stop")
+    assert run.read()["status"] == "cancelled"
+    assert [step for step, _ in run.kept_checkpoints()] == [2]
+    assert load_checkpoint(run.latest_path).step == 2
+
+
+def test_progress_reports_fraction_loss_and_eta(folder_data: Path) -> None:
+    seen = []
+    train(
+        _config(max_steps=4),
+        folder_data,
+        run_id="p",
+        device="cpu",
+        hooks=TrainHooks(on_progress=[seen.append]),
+    )
+    assert [p.step for p in seen] == [1, 2, 3, 4] and seen[-1].fraction == 1.0 and seen[-1].total_steps == 4
+    assert all(p.loss > 0 and p.eta is not None for p in seen) and seen[-1].eta == 0
+
+
+def test_checkpoint_round_trip_gives_identical_outputs(folder_data: Path) -> None:
+    train(_config(max_steps=2), folder_data, run_id="rt", device="cpu")
+    path = RunDir.of(folder_data, "rt").kept_checkpoints()[-1][1]
+    model, meta = load_model(path)
+    assert meta["arch"] == "pure_unet" and meta["step"] == 2 and meta["weights"] == "model"
+    x, t = torch.randn(2, 3, 16, 16), torch.tensor([5, 900])
+    copy = folder_data / "copy.safetensors"
+    save_checkpoint(copy, load_checkpoint(path, training_state=True))
+    again, _ = load_model(copy)
+    with torch.no_grad():
+        assert torch.equal(model(x, t), again(x, t))
+
+
+def test_a_crash_mid_write_leaves_the_previous_checkpoint_loadable(folder_data: Path, monkeypatch) -> None:
+    train(_config(max_steps=2), folder_data, run_id="c", device="cpu")
+    latest = RunDir.of(folder_data, "c").latest_path
+    before = latest.read_bytes()
+
+    def dies_halfway(tensors, filename, metadata=None):
+        Path(filename).write_bytes(before[: len(before) // 2])  # a partial file, then the process "dies"
+        raise OSError("killed")
+
+    monkeypatch.setattr("ddpm.checkpoints.save_file", dies_halfway)
+    state = load_checkpoint(latest, training_state=True)
+    with pytest.raises(OSError, match="killed"):
+        save_checkpoint(latest, state)
+    assert latest.read_bytes() == before
+    assert load_checkpoint(latest).step == 2
+    assert not [p for p in latest.parent.iterdir() if p.name.startswith(".")], "no temp file left behind"
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda b: b[: len(b) // 2], "corrupt or truncated"),
+        (lambda b: b"\x00" * 64, "corrupt or truncated"),
+        (lambda b: b"", "corrupt or truncated"),
+    ],
+)
+def test_corrupt_checkpoints_give_a_clear_error(folder_data: Path, damage, message: str) -> None:
+    train(_config(max_steps=1), folder_data, run_id="bad", device="cpu")
+    path = RunDir.of(folder_data, "bad").latest_path
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(CheckpointError, match=message):
+        load_model(path)
+
+
+def test_foreign_safetensors_files_are_refused(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    path = tmp_path / "other.safetensors"
+    save_file({"w": torch.zeros(2)}, str(path))
+    with pytest.raises(CheckpointError, match="not a checkpoint of this project"):
+        load_model(path)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_model(tmp_path / "missing.safetensors")
+
+
+def test_checkpoints_hold_no_pickle(folder_data: Path) -> None:
+    """safetensors: a JSON header plus raw tensor bytes; no pickle opcode stream anywhere."""
+    train(_config(max_steps=1), folder_data, run_id="np", device="cpu")
+    data = RunDir.of(folder_data, "np").latest_path.read_bytes()
+    header_len = int.from_bytes(data[:8], "little")
+    assert data[8:9] == b"{" and data[8 + header_len - 1 : 8 + header_len].strip() in (b"}", b"")
+
+
+def test_checkpoint_without_weights_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "empty.safetensors"
+    save_checkpoint(path, Checkpoint(meta={"step": 0}, model={}, rng={"g": torch.zeros(1)}))
+    with pytest.raises(CheckpointError, match="no model weights"):
+        load_model(path)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"arch": "unet9"}, "unknown arch"),
+        ({"dataset": "imagenet"}, "unknown dataset 'imagenet'; valid: cifar10, digits, folder:<folder>"),
+        ({"width": 0}, "width must be in"),
+        ({"batch_size": 0}, "batch_size must be an integer"),
+        ({"epochs": 0}, "epochs must be an integer"),
+        ({"lr": -1.0}, "lr must be in"),
+        ({"max_steps": 0}, "max_steps must be an integer"),
+    ],
+)
+def test_bad_training_options_are_rejected(changes: dict, message: str) -> None:
+    from models import ConfigError
+
+    with pytest.raises((InvalidOption, ConfigError), match=message):
+        _config(**changes)

@@ -1,0 +1,282 @@
+"""The three job kinds. Each task takes only a job id: its parameters are in the job record.
+
+The engine (and so torch) is imported inside the task bodies, in the pool process that runs them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from celery import Task
+
+from ddpm.errors import Cancelled, DdpmError
+from ddpm.runs import RunDir
+from models.config import ConfigError
+from service.checkpoints import QUEUED_RUN, CheckpointRef
+from service.jobstore import CANCELLED, FAILED, FID, SAMPLE, SUCCEEDED, TASK_NAMES, TRAIN, JobStore
+from service.samplecache import SampleSpec
+from workers.app import app, job_store, settings
+from workers.progress import JobHeartbeat, JobReporter
+
+log = logging.getLogger("workers")
+
+JOB_HEARTBEAT_S = 5.0
+Outcome = dict[str, Any]  # the fields finish() writes: state, message, result, ...
+Handler = Callable[[dict[str, Any], JobReporter], Outcome]
+
+_stores: dict[int, JobStore] = {}
+
+
+def _store() -> JobStore:
+    """One Redis client per process (a prefork child must not share its parent's sockets)."""
+    pid = os.getpid()
+    if pid not in _stores:
+        _stores[pid] = job_store()
+    return _stores[pid]
+
+
+def run_job(task: Task, job_id: str, handler: Handler) -> None:
+    """Start the job unless it was cancelled (or finished) meanwhile, run it, record how it ended."""
+    store = _store()
+    worker = task.request.hostname or socket.gethostname()
+    started = store.start(job_id, worker, settings.stale_after_s)
+    if started not in ("running", "resumed"):
+        log.info("job %s not run: it is %s", job_id, started)
+        return
+    job = store.get(job_id)
+    assert job is not None
+    log.info("job %s (%s) %s on %s", job_id, job["kind"], started, worker)
+    reporter = JobReporter(store, job_id, settings.progress_interval_s)
+    with JobHeartbeat(store, job_id, JOB_HEARTBEAT_S):
+        try:
+            outcome = handler(job, reporter)
+        except Cancelled:
+            outcome = {"state": CANCELLED, "message": "cancelled"}
+        except (DdpmError, ConfigError) as err:  # the user's to fix: the message says how
+            outcome = {"state": FAILED, "message": "failed", "error": str(err)}
+        except Exception as err:
+            log.exception("job %s crashed", job_id)
+            outcome = {
+                "state": FAILED,
+                "message": "failed",
+                "error": f"internal error in the worker ({type(err).__name__}: {err}); its log has the traceback",
+            }
+    if outcome["state"] == FAILED and job["kind"] == TRAIN:
+        _mark_queued_run(job["params"]["run_id"], FAILED, outcome.get("error"))
+    store.finish(job_id, **outcome)
+    log.info("job %s %s", job_id, outcome["state"])
+
+
+@app.task(name=TASK_NAMES[TRAIN], bind=True)
+def train_task(self: Task, job_id: str) -> None:
+    run_job(self, job_id, run_training)
+
+
+@app.task(name=TASK_NAMES[SAMPLE], bind=True)
+def sample_task(self: Task, job_id: str) -> None:
+    run_job(self, job_id, run_sampling)
+
+
+@app.task(name=TASK_NAMES[FID], bind=True)
+def fid_task(self: Task, job_id: str) -> None:
+    run_job(self, job_id, run_fid)
+
+
+def _mark_queued_run(run_id: str, status: str, error: str | None) -> None:
+    """A run that failed before the trainer wrote its record (e.g. dataset missing) says so."""
+    run = RunDir.of(settings.data_dir, run_id)
+    if run.exists() and run.read().get("status") == QUEUED_RUN:
+        run.update(status=status, error=error)
+
+
+def run_training(job: dict[str, Any], report: JobReporter) -> Outcome:
+    from ddpm.training import TrainConfig, TrainHooks, TrainProgress, train
+
+    run_id = job["params"]["run_id"]
+    config = TrainConfig.from_dict(job["params"]["config"])
+
+    def on_progress(p: TrainProgress) -> None:
+        report(
+            force=p.step == p.total_steps,
+            progress=p.fraction,
+            step=p.step,
+            total=p.total_steps,
+            loss=p.loss,
+            eta_s=p.eta,
+            message=f"training: epoch {p.epoch}, step {p.step}/{p.total_steps}",
+        )
+
+    def on_checkpoint(entry: dict[str, Any]) -> None:
+        report(force=True, message=f"kept a checkpoint at step {entry['step']}")
+
+    hooks = TrainHooks(
+        on_progress=[on_progress], on_checkpoint=[on_checkpoint], should_stop=report.cancel_requested
+    )
+    result = train(config, settings.data_dir, run_id=run_id, device=settings.device, hooks=hooks, resume=True)
+    checkpoints = [
+        {**c, "links": {"samples": f"/samples?run={run_id}&checkpoint={c['step']}&seed=0&n=80"}}
+        for c in result.checkpoints
+    ]
+    done = result.status == SUCCEEDED
+    last = f"; its last checkpoint is step {checkpoints[-1]['step']}" if checkpoints else ""
+    return {
+        "state": SUCCEEDED if done else CANCELLED,
+        "message": f"{'finished' if done else 'cancelled'} at step {result.step}/{result.total_steps}{last}",
+        "progress": result.step / result.total_steps,
+        "step": result.step,
+        "total": result.total_steps,
+        "loss": result.final_loss,
+        "result": {
+            "run_id": run_id,
+            "status": result.status,
+            "step": result.step,
+            "total_steps": result.total_steps,
+            "final_loss": result.final_loss,
+            "checkpoints": checkpoints,
+            "links": {
+                "run": f"/runs/{run_id}",
+                **({"samples": checkpoints[-1]["links"]["samples"]} if checkpoints else {}),
+            },
+        },
+    }
+
+
+def _rate_reporter(report: JobReporter, label: str) -> Callable[[int, int], None]:
+    """progress(done, total) for the engine: checks for cancel at every call, reports an ETA."""
+    started = time.monotonic()
+
+    def progress(done: int, total: int) -> None:
+        report.raise_if_cancelled()
+        elapsed = time.monotonic() - started
+        eta = elapsed / done * (total - done) if done else None
+        report(
+            force=done == total,
+            progress=done / total,
+            step=done,
+            total=total,
+            eta_s=eta,
+            message=f"{label}: {done}/{total}",
+        )
+
+    return progress
+
+
+def run_sampling(job: dict[str, Any], report: JobReporter) -> Outcome:
+    spec = SampleSpec.from_params(job["params"])
+    png = spec.png_path(settings.data_dir)
+    ref = spec.checkpoint
+    cached = png.is_file()  # an identical job finished first (see service/routes/samples.py)
+    if not cached:
+        from ddpm.sampling import sample_checkpoint, write_grid
+        from ddpm.storage import atomic_write_json
+
+        images, meta = sample_checkpoint(
+            ref.path(settings.data_dir),
+            spec.n,
+            spec.seed,
+            spec.sampler,
+            spec.steps,
+            spec.eta,
+            device=settings.device,
+            batch_size=settings.sample_batch_size,
+            progress=_rate_reporter(report, "sampling, network calls"),
+        )
+        if meta.get("weights") != ref.weights:
+            log.warning(
+                "job %s: sampled %s weights, cache key says %s", job["id"], meta.get("weights"), ref.weights
+            )
+        # The description first, the grid last: the grid's presence is what marks the entry complete.
+        atomic_write_json(
+            spec.meta_path(settings.data_dir), {**spec.identity(), "arch": ref.arch, "job_id": job["id"]}
+        )
+        write_grid(png, images, spec.nrow)
+    return {
+        "state": SUCCEEDED,
+        "message": "served from the cache" if cached else f"sampled {spec.n} images",
+        "progress": 1.0,
+        "result": {
+            "key": spec.key,
+            "file": str(png.relative_to(settings.data_dir)),
+            "bytes": png.stat().st_size,
+            "checkpoint": ref.to_dict(),
+            "links": {"image": spec.url()},
+        },
+    }
+
+
+# FID's phases and the share of the whole job each is given in `progress`.
+FID_PHASES = {"reference": (0.0, 0.1), "sampling": (0.1, 0.85), "features": (0.85, 1.0)}
+
+
+def run_fid(job: dict[str, Any], report: JobReporter) -> Outcome:
+    from ddpm.fid import evaluate_checkpoint  # issue 4's evaluator
+    from ddpm.fid.results import save_result
+
+    params = job["params"]
+    ref = CheckpointRef.from_dict(params["checkpoint"])
+
+    def progress(phase: str, done: int, total: int) -> None:
+        report.raise_if_cancelled()
+        low, high = FID_PHASES.get(phase, (0.0, 1.0))
+        report(
+            force=done == total,
+            progress=low + (high - low) * done / max(total, 1),
+            step=done,
+            total=total,
+            message=f"{phase}: {done}/{total}",
+        )
+
+    outcome = evaluate_checkpoint(
+        ref.path(settings.data_dir),
+        params["n_samples"],
+        params["seed"],
+        sampler=params["sampler"],
+        steps=params["steps"],
+        eta=params["eta"],
+        dataset=params["dataset"],
+        data_dir=settings.data_dir,
+        device=settings.device,
+        batch_size=params["batch_size"],
+        progress=progress,
+    )
+    fid = {str(n): float(value) for n, value in sorted(outcome.fid.items())}
+    # The evaluator's own record (per-N scores, reference file) plus what the service knows of the job.
+    base = outcome.to_record() if hasattr(outcome, "to_record") else {}
+    record = {
+        **base,
+        "arch": ref.arch,
+        "run_id": ref.run_id,
+        "step": ref.step,
+        "epoch": ref.epoch,
+        "weights": ref.weights,
+        "n_samples": params["n_samples"],
+        "sampler": params["sampler"],
+        "steps": params["steps"],
+        "eta": params["eta"],
+        "seed": params["seed"],
+        "dataset": params["dataset"],
+        "fid": fid,
+        "warnings": list(outcome.warnings),
+        "reference": outcome.reference,
+        "timings": dict(outcome.timings),
+        "created": time.time(),
+        "job_id": job["id"],
+    }
+    result_id = save_result(settings.data_dir, record)
+    summary = ", ".join(f"N={n}: {value:.2f}" for n, value in fid.items())
+    return {
+        "state": SUCCEEDED,
+        "message": f"FID {summary}",
+        "progress": 1.0,
+        "result": {
+            "result_id": result_id,
+            "fid": fid,
+            "warnings": record["warnings"],
+            "links": {"table": "/fid"},
+        },
+    }
