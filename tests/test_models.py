@@ -199,3 +199,11 @@ def test_importing_the_registry_does_not_import_torch() -> None:
     code = "import sys, models; models.list_archs(); models.resolve_arch('DDPM_RDN'); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_readme_table_lists_every_variant_with_its_parameter_count() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for spec in models.ARCHS.values():
+        assert f"| {spec.name} | {spec.report_name} | {spec.params:,} |" in readme
