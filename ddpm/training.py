@@ -231,6 +231,7 @@ class Trainer:
         started = time.monotonic()
         start_step = step
         loss_value: float | None = None
+        order, order_epoch = torch.empty(0, dtype=torch.long), -1
         status = SUCCEEDED
         try:
             while step < total_steps:
@@ -238,7 +239,8 @@ class Trainer:
                     status = CANCELLED
                     break
                 epoch, index = divmod(step, steps_per_epoch)
-                order = epoch_order(len(data), cfg.seed, epoch)
+                if order_epoch != epoch:  # one permutation per epoch, a pure function of (seed, epoch)
+                    order, order_epoch = epoch_order(len(data), cfg.seed, epoch), epoch
                 batch = images[order[index * cfg.batch_size : (index + 1) * cfg.batch_size]]
                 x0 = to_model_range(batch)
                 if flip:
