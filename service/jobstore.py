@@ -4,6 +4,7 @@ Keys (all under the configured prefix, `ddpm` by default):
   <p>:job:<id>        hash: kind, state, params, progress, step, total, loss, eta_s, message, error,
                       result, created/started/finished/updated/heartbeat, cancel_requested
   <p>:jobs            sorted set of job ids by creation time (GET /jobs)
+  <p>:running         set of the ids of running jobs (checked for lost workers)
   <p>:lock:<name>     the id of the job that owns a resource: a sample cache entry, a training run
   <p>:worker:<host>   a worker's heartbeat (expires when the worker goes away)
 
@@ -63,6 +64,7 @@ if not state then return 'missing' end
 if state == 'queued' then
   redis.call('HSET', KEYS[1], 'state', 'running', 'started', ARGV[1], 'updated', ARGV[1],
              'heartbeat', ARGV[1], 'worker', ARGV[2], 'message', 'started', 'attempts', 1)
+  redis.call('SADD', KEYS[2], ARGV[4])
   return 'running'
 end
 if state == 'running' then
@@ -104,8 +106,9 @@ return 1
 """
 
 _FINISH = """
+redis.call('SREM', KEYS[2], ARGV[2])
 if not redis.call('HGET', KEYS[1], 'state') then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 return 1
 """
@@ -176,6 +179,10 @@ class JobStore:
     @property
     def index_key(self) -> str:
         return f"{self.prefix}:jobs"
+
+    @property
+    def running_key(self) -> str:
+        return f"{self.prefix}:running"
 
     def lock_key(self, name: str) -> str:
         return f"{self.prefix}:lock:{name}"
@@ -275,7 +282,9 @@ class JobStore:
     # worker side
     def start(self, job_id: str, worker: str, stale_after_s: float) -> str:
         """'running' or 'resumed' when this worker should run the job, else why not (its state)."""
-        return self._start(keys=[self.job_key(job_id)], args=[time.time(), worker, stale_after_s])
+        return self._start(
+            keys=[self.job_key(job_id), self.running_key], args=[time.time(), worker, stale_after_s, job_id]
+        )
 
     def progress(self, job_id: str, **fields: Any) -> bool:
         now = time.time()
@@ -291,7 +300,9 @@ class JobStore:
             raise ValueError(f"{state!r} is not a terminal state")
         now = time.time()
         args = _flatten({"state": state, **fields, "finished": now, "updated": now})
-        return bool(self._finish(keys=[self.job_key(job_id)], args=[self.ttl_s, *args]))
+        return bool(
+            self._finish(keys=[self.job_key(job_id), self.running_key], args=[self.ttl_s, job_id, *args])
+        )
 
     def cancel_requested(self, job_id: str) -> bool:
         return self.client.hget(self.job_key(job_id), "cancel_requested") == "1"
@@ -310,9 +321,11 @@ class JobStore:
 
     def stale_running(self, stale_after_s: float) -> list[str]:
         """Ids of running jobs whose worker has been silent for longer than stale_after_s."""
-        now = time.time()
-        return [
-            job["id"]
-            for job in self.list(limit=10_000, state=RUNNING)
-            if now - job.get("heartbeat", job.get("updated", now)) > stale_after_s
-        ]
+        now, stale = time.time(), []
+        for job_id in self.client.smembers(self.running_key):
+            job = self.get(job_id)
+            if job is None or job["state"] != RUNNING:
+                self.client.srem(self.running_key, job_id)  # expired or finished elsewhere
+            elif now - job.get("heartbeat", job.get("updated", now)) > stale_after_s:
+                stale.append(job_id)
+        return stale

@@ -31,6 +31,15 @@ def worker_command(name: str | None = None, loglevel: str = "INFO") -> list[str]
     ]  # fmt: skip
 
 
+class _Stop(Exception):
+    """SIGTERM, turned into an exception so the cleanup below runs (uvicorn re-raises the signal
+    after its own graceful shutdown; the default action would kill us before stopping the worker)."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Stop
+
+
 def serve(data_dir: str | None, host: str, port: int, worker: bool = True, device: str | None = None) -> int:
     import uvicorn
 
@@ -38,6 +47,7 @@ def serve(data_dir: str | None, host: str, port: int, worker: bool = True, devic
 
     env = worker_env(data_dir, device)
     root = Path(env["DATA_DIR"])
+    signal.signal(signal.SIGTERM, _on_sigterm)
     embedded = None
     if not os.environ.get("REDIS_URL"):
         embedded = EmbeddedRedis(root / "redis")
@@ -46,34 +56,43 @@ def serve(data_dir: str | None, host: str, port: int, worker: bool = True, devic
     os.environ.update(env)  # the in-process API reads its Settings from the environment
 
     process = None
+    worker_died = threading.Event()
     try:
         if worker:
+            # Its own session too: on Ctrl-C we stop it first (warm), then Redis.
             process = subprocess.Popen(worker_command(), env={**os.environ}, start_new_session=True)
-            threading.Thread(target=_exit_with_worker, args=(process,), daemon=True).start()
+            threading.Thread(target=_exit_with_worker, args=(process, worker_died), daemon=True).start()
         print(f"API on http://{host}:{port} (docs at /docs), DATA_DIR={root}", file=sys.stderr)
         uvicorn.run("service.app:app", host=host, port=port, log_level="info")
+    except (_Stop, KeyboardInterrupt):
+        pass
     finally:
         if process is not None:
             _stop_worker(process)
         if embedded is not None:
             embedded.stop()
-    return 0
+    return 1 if worker_died.is_set() else 0
 
 
-def _exit_with_worker(process: subprocess.Popen[bytes]) -> None:
+def _exit_with_worker(process: subprocess.Popen[bytes], died: threading.Event) -> None:
     """The worker dying is fatal to `ddpm serve` (its jobs would never run): stop the API too."""
     code = process.wait()
-    if code != 0:
-        print(f"the worker exited with code {code}; stopping", file=sys.stderr)
+    if not _stopping.is_set():
+        died.set()
+        print(f"the worker exited (code {code}); stopping", file=sys.stderr)
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+_stopping = threading.Event()
 
 
 def _stop_worker(process: subprocess.Popen[bytes]) -> None:
     """Warm shutdown (SIGTERM: finish the current task), then, if a job is still running, cold.
 
-    A job interrupted here stays `running` until a worker starts again and marks it failed; training
-    keeps its checkpoints and can be resumed.
+    A job interrupted here stays `running` until a live worker sees its heartbeat go stale and marks
+    it failed; training keeps its checkpoints and can be resumed.
     """
+    _stopping.set()
     if process.poll() is not None:
         return
     os.killpg(process.pid, signal.SIGTERM)

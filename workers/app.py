@@ -71,6 +71,7 @@ class Heartbeat:
         while not self.stop.is_set():
             try:
                 store.beat(self.hostname, self.info, HEARTBEAT_TTL_S)
+                _fail_abandoned_jobs(store)
             except Exception as err:  # Redis blips must not kill the worker; the key just expires
                 log.warning("heartbeat failed: %s", err)
             self.stop.wait(HEARTBEAT_S)
@@ -85,7 +86,6 @@ _heartbeat: Heartbeat | None = None
 def _on_ready(sender: Any = None, **_: Any) -> None:
     global _heartbeat
     hostname = getattr(sender, "hostname", None) or socket.gethostname()
-    _fail_abandoned_jobs()
     _heartbeat = Heartbeat(hostname)
     _heartbeat.thread.start()
     log.info("worker %s ready on queue %s (device %s)", hostname, settings.queue, settings.device)
@@ -98,13 +98,14 @@ def _on_shutdown(**_: Any) -> None:
         _heartbeat.thread.join(timeout=5)
 
 
-def _fail_abandoned_jobs() -> None:
-    """Running jobs whose worker went silent long ago (killed, host lost) are marked failed.
+def _fail_abandoned_jobs(store: JobStore) -> None:
+    """Running jobs whose worker went silent (killed, host lost) are marked failed by any live worker.
 
-    Their messages may still be redelivered (late acks); the task then sees a finished job and skips
-    it. A training run keeps its checkpoints, so the user can resume it.
+    A running job's own process touches its heartbeat every few seconds (workers/progress.py), so
+    silence for stale_after_s means that process is gone. The job's message may still be redelivered
+    (late acks); the task then finds a finished job and skips it. Training keeps its checkpoints, so
+    the user can resume the run.
     """
-    store = job_store()
     for job_id in store.stale_running(settings.stale_after_s):
         job = store.get(job_id) or {}
         hint = " Resume it: POST /train with run_id and resume: true." if job.get("kind") == "train" else ""

@@ -1,0 +1,85 @@
+"""What the API process loads, what it answers when Redis is down, and that its limits match the engine's."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from fastapi.testclient import TestClient
+
+from service import limits
+from service.app import create_app
+from service.settings import Settings
+
+
+def _run(code: str, **env: str) -> dict:
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **env}, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_importing_the_app_loads_no_torch() -> None:
+    loaded = _run(
+        "import sys, json, service.app; "
+        "print(json.dumps([m for m in ('torch', 'models.unet', 'ddpm.training', 'workers') if m in sys.modules]))"
+    )
+    assert loaded == []
+
+
+def test_serving_requests_loads_no_torch(settings: Settings, local_checkpoint: dict) -> None:
+    code = f"""
+import sys, json, warnings
+warnings.filterwarnings("ignore")
+from fastapi.testclient import TestClient
+from service.app import create_app
+from service.settings import Settings
+settings = Settings(redis_url={settings.redis_url!r}, data_dir={str(settings.data_dir)!r},
+                    key_prefix={settings.key_prefix!r}, queue={settings.key_prefix + "-idle"!r})
+client = TestClient(create_app(settings))
+codes = [client.get(p).status_code for p in ("/archs", "/runs", "/runs/rdn-local", "/fid", "/jobs", "/healthz")]
+codes.append(client.get("/samples", params={{"arch": "deep"}}).status_code)
+sample = client.get("/samples", params={{"arch": "rdn", "n": 2, "seed": 99}})
+codes.append(sample.status_code)
+client.delete("/jobs/" + sample.json()["job_id"])
+print(json.dumps({{"codes": codes, "torch": "torch" in sys.modules}}))
+"""
+    out = _run(code)
+    assert out == {"codes": [200, 200, 200, 200, 200, 200, 409, 202], "torch": False}
+
+
+def test_redis_down_is_503_with_a_clear_message(idle_settings: Settings) -> None:
+    down = idle_settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0", "redis_timeout_s": 0.5})
+    with TestClient(create_app(down), raise_server_exceptions=False) as client:
+        for response in (
+            client.get("/jobs"),
+            client.get("/jobs/abc"),
+            client.delete("/jobs/abc"),
+            client.get("/jobs/abc/events"),
+            client.post("/train", json={"arch": "biggan"}),
+            client.get("/healthz"),
+        ):
+            assert response.status_code == 503, response.text
+            detail = response.json()["detail"]
+            assert "Redis is unreachable at redis://127.0.0.1:1/0" in detail
+            assert "Traceback" not in response.text
+        # Work that needs no Redis still answers.
+        assert client.get("/archs").status_code == 200
+
+
+def test_service_limits_match_the_engine() -> None:
+    from ddpm import data, samplers, sampling, training
+
+    assert limits.MAX_EPOCHS == training.MAX_EPOCHS
+    assert limits.MAX_BATCH == training.MAX_BATCH
+    assert limits.MAX_WIDTH == training.MAX_WIDTH
+    assert limits.MAX_SAMPLES == sampling.MAX_SAMPLES
+    assert limits.SAMPLERS == samplers.SAMPLERS
+    assert limits.BUILTIN_DATASETS == data.BUILTIN_DATASETS
+    assert limits.FOLDER_PREFIX == data.FOLDER_PREFIX
+    from ddpm.schedule import make_schedule
+
+    assert limits.DDPM_STEPS == limits.MAX_SAMPLER_STEPS == make_schedule("linear").timesteps
