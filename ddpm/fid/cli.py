@@ -1,0 +1,174 @@
+"""FID subcommands: fid (evaluate and store), fid-weights (build the Inception weights), fid-reference."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ddpm.fid.options import DEFAULT_N, parse_n_list
+from ddpm.settings import data_dir
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    fid = subparsers.add_parser(
+        "fid",
+        help="FID of a checkpoint's samples (pytorch-fid's numbers, offline), stored in the results table",
+    )
+    source = fid.add_mutually_exclusive_group(required=True)
+    source.add_argument("--arch", help="use the newest kept checkpoint of this variant")
+    source.add_argument("--run", help="use the newest kept checkpoint of this run")
+    source.add_argument("--checkpoint", type=Path, help="a checkpoint file")
+    fid.add_argument(
+        "--n",
+        default=str(DEFAULT_N),
+        help="samples, or a sweep from one sample set: 256,512,1024 (default 4096)",
+    )
+    fid.add_argument("--seed", type=int, default=0)
+    fid.add_argument("--sampler", default="ddpm", choices=["ddpm", "ddim"])
+    fid.add_argument("--steps", type=int, help="DDIM steps (default 50); DDPM always runs 1000")
+    fid.add_argument("--eta", type=float, default=0.0, help="DDIM eta")
+    fid.add_argument(
+        "--dataset", help="reference dataset: cifar10, digits, folder:<path> (default: the checkpoint's own)"
+    )
+    fid.add_argument(
+        "--reference", type=Path, help="a pytorch-fid .npz (mu, sigma) to compare against instead"
+    )
+    fid.add_argument("--batch-size", type=int, default=128)
+    fid.add_argument("--device", default="auto")
+    fid.add_argument("--no-save", action="store_true", help="print only; do not store in the results table")
+    fid.add_argument("--json", action="store_true", help="print the stored record as JSON")
+    fid.set_defaults(handler=cmd_fid)
+
+    weights = subparsers.add_parser(
+        "fid-weights", help="put pytorch-fid's Inception weights where it looks (built offline if needed)"
+    )
+    weights.add_argument("--force", action="store_true", help="rebuild from the TorchScript even if present")
+    weights.add_argument("--no-download", action="store_true", help="do not try the download first")
+    weights.set_defaults(handler=cmd_fid_weights)
+
+    reference = subparsers.add_parser(
+        "fid-reference", help="compute and cache a dataset's reference statistics (pytorch-fid .npz)"
+    )
+    reference.add_argument("--dataset", default="cifar10", help="cifar10 (default), digits or folder:<path>")
+    reference.add_argument("--image-size", type=int, default=32, help="for digits and folders")
+    reference.add_argument("--refresh", action="store_true", help="recompute even if cached")
+    reference.add_argument("--batch-size", type=int, default=128)
+    reference.add_argument("--device", default="auto")
+    reference.set_defaults(handler=cmd_fid_reference)
+
+
+class _Bars:
+    """One tqdm bar per phase, on stderr."""
+
+    def __init__(self) -> None:
+        self.bars: dict[str, Any] = {}
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        if phase not in self.bars:
+            for bar in self.bars.values():
+                bar.close()
+            self.bars[phase] = tqdm(total=total, desc=phase, file=sys.stderr, dynamic_ncols=True)
+        bar = self.bars[phase]
+        bar.total = total
+        bar.update(done - bar.n)
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
+def cmd_fid(args: argparse.Namespace) -> int:
+    from ddpm.checkpoints import read_meta
+    from ddpm.commands import _pick_checkpoint
+    from ddpm.fid.evaluate import check_options, evaluate_checkpoint
+    from ddpm.fid.results import save_result
+
+    counts = parse_n_list(args.n)
+    check_options(counts, args.sampler, args.steps, args.eta, args.batch_size)
+    root = data_dir(args.data_dir)
+    checkpoint = _pick_checkpoint(root, args)
+    dataset = args.dataset or read_meta(checkpoint).get("train_config", {}).get("dataset", "cifar10")
+    bars = _Bars()
+    try:
+        result = evaluate_checkpoint(
+            checkpoint,
+            counts,
+            args.seed,
+            args.sampler,
+            args.steps,
+            args.eta,
+            dataset,
+            root,
+            args.device,
+            args.batch_size,
+            args.reference,
+            progress=bars,
+        )
+    finally:
+        bars.close()
+    record = result.to_record()
+    if not args.no_save:
+        record["id"] = save_result(root, record)
+    if args.json:
+        print(json.dumps(record, indent=2))
+        return 0
+    info = result.checkpoint
+    print(
+        f"{info['arch']} step {info['step']} (epoch {info['epoch']:.1f}, {info['weights']} weights), {checkpoint}"
+    )
+    print(f"sampler {result.options['sampler']} ({result.options['steps']} steps), seed {args.seed}")
+    print(f"reference: {result.reference}")
+    width = max(len(str(n)) for n in result.fid)
+    print(f"{'N'.rjust(width)}  FID")
+    for n, value in sorted(result.fid.items()):
+        print(f"{str(n).rjust(width)}  {value:.3f}")
+    for warning in result.warnings:
+        print(f"warning: {warning}")
+    print("time: " + ", ".join(f"{phase} {seconds:.1f}s" for phase, seconds in result.timings.items()))
+    if not args.no_save:
+        print(f"stored as result {record['id']}")
+    return 0
+
+
+def cmd_fid_weights(args: argparse.Namespace) -> int:
+    from ddpm.fid.weights import ensure_weights
+
+    status = ensure_weights(
+        download=False if args.no_download else None,
+        force=args.force,
+        log=lambda note: print(note, file=sys.stderr),
+    )
+    detail = "" if status.oracle_error is None else f", oracle relative error {status.oracle_error:.1e}"
+    print(f"{status.source} in {status.seconds:.1f}s{detail}", file=sys.stderr)
+    print(status.path)
+    return 0
+
+
+def cmd_fid_reference(args: argparse.Namespace) -> int:
+    from ddpm.fid.features import load_inception
+    from ddpm.fid.reference import dataset_reference
+    from ddpm.training import resolve_device
+
+    device = resolve_device(args.device)
+    bars = _Bars()
+    try:
+        stats = dataset_reference(
+            args.dataset,
+            data_dir(args.data_dir),
+            args.image_size,
+            lambda: load_inception(device),
+            device,
+            args.batch_size,
+            refresh=args.refresh,
+            progress=lambda done, total: bars("reference", done, total),
+        )
+    finally:
+        bars.close()
+    print(f"{'computed' if stats.computed else 'cached'}: {stats.identity}", file=sys.stderr)
+    print(stats.path)
+    return 0
