@@ -35,6 +35,9 @@ app.conf.update(
     task_track_started=False,
     broker_transport_options=broker_options(settings),
     broker_connection_retry_on_startup=True,
+    # A Redis blip must not kill an hours-long training: the job keeps running, and its record (not
+    # the unacked message) decides whether a redelivery runs it again (only if its heartbeat stopped).
+    worker_cancel_long_running_tasks_on_connection_loss=False,
     worker_hijack_root_logger=False,
     task_serializer="json",
     accept_content=["json"],

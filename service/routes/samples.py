@@ -12,6 +12,7 @@ from service.checkpoints import resolve_checkpoint
 from service.deps import QueueDep, SettingsDep, StoreDep
 from service.errors import Conflict, JobFailed, Unprocessable
 from service.jobstore import CANCELLED, FAILED, SAMPLE, SUCCEEDED, TERMINAL_STATES, JobStore
+from service.queue import JobQueue
 from service.samplecache import SampleSpec
 from service.schemas import Accepted, SampleQuery, job_links
 from service.settings import Settings
@@ -74,7 +75,7 @@ def _spec(settings: Settings, query: SampleQuery) -> SampleSpec:
 
 
 def _cached_or_job(
-    settings: Settings, store: JobStore, queue: QueueDep, spec: SampleSpec
+    settings: Settings, store: JobStore, queue: JobQueue, spec: SampleSpec
 ) -> Response | tuple[str, bool]:
     """The cached grid, or (id, created) of the one job that makes it.
 

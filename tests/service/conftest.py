@@ -105,22 +105,21 @@ def _cleanup(url: str, tag: str) -> None:
 
 @pytest.fixture(scope="session")
 def worker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """A real Celery worker subprocess on the session's queue (CPU, progress written every step)."""
+    """A real Celery worker on the session's queue, started as compose starts it (`ddpm worker`);
+    CPU, progress written at every step."""
     log_path = tmp_path_factory.mktemp("worker") / "worker.log"
     name = f"{settings.key_prefix}@localhost"
     env = {
         **os.environ,
         "REDIS_URL": settings.redis_url,
-        "DATA_DIR": str(settings.data_dir),
         "DDPM_KEY_PREFIX": settings.key_prefix,
         "DDPM_QUEUE": settings.queue,
-        "DDPM_DEVICE": "cpu",
         "DDPM_PROGRESS_INTERVAL_S": "0",  # exact step counts for the cancel test
         "DDPM_DOWNLOAD": "0",
     }
     command = [
-        sys.executable, "-m", "celery", "-A", "workers.app", "worker", "--loglevel", "INFO",
-        "--concurrency", "1", "--hostname", name, "--without-mingle", "--without-gossip",
+        sys.executable, "-m", "ddpm.cli", "--data-dir", str(settings.data_dir),
+        "worker", "--device", "cpu", "--name", name,
     ]  # fmt: skip
     log = log_path.open("wb")
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
