@@ -76,13 +76,14 @@ def frechet_distance(
     """pytorch-fid's calculate_frechet_distance, and what it printed (its singular-product notice)."""
     printed = io.StringIO()
     try:
-        with contextlib.redirect_stdout(printed), warnings.catch_warnings():
-            # pytorch-fid 0.3.0 passes sqrtm's `disp`, deprecated since SciPy 1.17 (removed in 1.18)
-            warnings.simplefilter("ignore", DeprecationWarning)
+        with contextlib.redirect_stdout(printed), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             value = calculate_frechet_distance(mu1, sigma1, mu2, sigma2)
     except ValueError as err:  # "Imaginary component ...": sqrtm failed on near-singular covariances
         raise FidUnavailable(
             f"the Frechet distance is numerically undefined for these statistics ({err}); use more samples"
         ) from err
     notes = [line.strip() for line in printed.getvalue().splitlines() if line.strip()]
+    # pytorch-fid 0.3.0 passes sqrtm's `disp`, deprecated since SciPy 1.17: not news for our users.
+    notes += [str(w.message) for w in caught if not issubclass(w.category, DeprecationWarning)]
     return float(value), notes

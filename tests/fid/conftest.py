@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from ddpm.checkpoints import Checkpoint, save_checkpoint
+from ddpm.fid.weights import WeightsStatus
 
 # scipy's sqrtm on 2048x2048 (one per FID) runs 3-4x faster single-threaded when the CPU is
 # oversubscribed (other test processes, torch's own threads); results are unaffected.
@@ -26,8 +27,11 @@ def _single_thread_blas() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def torch_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A TORCH_HOME holding weights this session converted from the TorchScript (no download)."""
+def converted_weights(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WeightsStatus]:
+    """Weights this session converted from the TorchScript (no download) into a temporary TORCH_HOME.
+
+    The conversion itself runs the oracle on a fresh random input and refuses to write on failure.
+    """
     from ddpm.fid.weights import ensure_weights
 
     home = tmp_path_factory.mktemp("torch_home")
@@ -36,12 +40,17 @@ def torch_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     try:
         status = ensure_weights(download=False)
         assert status.source == "converted" and status.path.is_file()
-        yield home
+        yield status
     finally:
         if previous is None:
             os.environ.pop("TORCH_HOME", None)
         else:
             os.environ["TORCH_HOME"] = previous
+
+
+@pytest.fixture(scope="session")
+def torch_home(converted_weights: WeightsStatus) -> Path:
+    return converted_weights.path.parents[2]
 
 
 @pytest.fixture(scope="session")
