@@ -89,3 +89,18 @@ def test_reporter_throttles_writes(store: JobStore) -> None:
     reporter(force=True, step=step + 1)
     assert step > 20 and 3 <= len(writes) <= 5  # ~every 0.2 s, plus the forced final write
     assert store.get(job_id)["step"] == step + 1
+
+
+def test_workers_mark_jobs_of_lost_workers_failed(store: JobStore) -> None:
+    from workers.app import _fail_abandoned_jobs
+
+    lost, _ = store.create("train", {"run_id": "r"})
+    alive, _ = store.create("sample", {})
+    store.start(lost, "dead-worker", 60)
+    store.start(alive, "live-worker", 60)
+    store.client.hset(store.job_key(lost), "heartbeat", time.time() - 3600)
+    _fail_abandoned_jobs(store)
+    job = store.get(lost)
+    assert job["state"] == "failed" and "dead-worker" in job["error"] and "resume" in job["error"]
+    assert store.get(alive)["state"] == "running"
+    assert store.start(lost, "w2", 60) == "failed"  # a redelivered message is dropped

@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,31 @@ from service.embedded_redis import free_port
 START_TIMEOUT_S = 90.0
 
 
-def _get(url: str) -> tuple[int, dict]:
+def _start(tmp_path: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
+    """`ddpm serve` as a newcomer runs it: no REDIS_URL, no DDPM_* settings."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("REDIS_URL", "DATA_DIR") and not k.startswith("DDPM_")
+    }
+    env["DDPM_DEVICE"] = "cpu"
+    command = [
+        sys.executable,
+        "-m",
+        "ddpm.cli",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "serve",
+        "--port",
+        str(port),
+    ]
+    with (tmp_path / "serve.log").open("ab") as log:
+        return subprocess.Popen(
+            [*command, *extra], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def _get(url: str) -> tuple[int, Any]:
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
             return response.status, json.loads(response.read())
@@ -27,42 +52,38 @@ def _get(url: str) -> tuple[int, dict]:
         return err.code, json.loads(err.read())
 
 
+def _post(url: str, body: dict[str, Any]) -> tuple[int, Any]:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return response.status, json.loads(response.read())
+
+
+def _wait_healthy(
+    process: subprocess.Popen[bytes], base: str, log: Path, need_worker: bool
+) -> dict[str, Any]:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        if process.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"ddpm serve did not come up:\n{log.read_text()[-4000:]}")
+        with contextlib.suppress(OSError):  # not listening yet
+            status, health = _get(f"{base}/healthz")
+            if status == 200 and (health["workers"] or not need_worker):
+                return health
+        time.sleep(0.3)
+
+
+def _pids(pattern: str) -> list[str]:
+    return subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
+
+
 def test_ddpm_serve_starts_api_worker_and_embedded_redis(tmp_path: Path) -> None:
     port = free_port()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("REDIS_URL", "DATA_DIR") and not k.startswith("DDPM_")
-    }
-    env["DDPM_DEVICE"] = "cpu"
-    log = (tmp_path / "serve.log").open("wb")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ddpm.cli",
-            "--data-dir",
-            str(tmp_path / "data"),
-            "serve",
-            "--port",
-            str(port),
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    health: dict = {}
     base = f"http://127.0.0.1:{port}"
+    process = _start(tmp_path, port)
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-
-        while not health.get("workers"):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"ddpm serve did not come up:\n{(tmp_path / 'serve.log').read_text()[-4000:]}")
-            with contextlib.suppress(OSError):  # not listening yet
-                _, health = _get(f"{base}/healthz")
-            time.sleep(0.3)
+        health = _wait_healthy(process, base, tmp_path / "serve.log", need_worker=True)
         assert health["status"] == "ok" and health["redis"].startswith("redis://127.0.0.1:")
         assert health["data_dir"] == str(tmp_path / "data")
         assert health["workers"][0]["device"] == "cpu"
@@ -70,22 +91,39 @@ def test_ddpm_serve_starts_api_worker_and_embedded_redis(tmp_path: Path) -> None
         assert status == 200 and len(archs) == 9
         status, body = _get(f"{base}/samples?arch=biggan&seed=0&n=80")
         assert status == 409 and "POST /train" in body["detail"]
-    finally:
         worker = _pids(f"ddpm-{process.pid}@")
         # redis-server shows itself as "redis-server 127.0.0.1:<port>" in the process table.
-        redis_server = _pids(f"redis-server {health['redis'].split('//')[1].split('/')[0]}")
+        redis_server = f"redis-server {health['redis'].split('//')[1].split('/')[0]}"
+        assert worker and _pids(redis_server)
+    finally:
         process.send_signal(signal.SIGTERM)  # as `kill` or a process manager would
         code = process.wait(timeout=60)
-        log.close()
     assert code == 0, (tmp_path / "serve.log").read_text()[-4000:]
-    # It stopped what it started: the worker and the embedded Redis, whose data stays on the volume.
-    assert worker and redis_server
-    assert _pids(f"ddpm-{process.pid}@") == []
-    assert _pids(f"redis-server {health['redis'].split('//')[1].split('/')[0]}") == []
-    assert (tmp_path / "data" / "redis" / "appendonly.aof").exists() or any(
-        (tmp_path / "data" / "redis").iterdir()
-    )
+    # It stopped what it started: the worker, then the embedded Redis, whose data stays on the volume.
+    assert _pids(f"ddpm-{process.pid}@") == [] and _pids(redis_server) == []
+    assert (tmp_path / "data" / "redis" / "appendonly.aof").exists()
 
 
-def _pids(pattern: str) -> list[str]:
-    return subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
+def test_job_records_survive_a_restart_of_ddpm_serve(tmp_path: Path) -> None:
+    """The embedded Redis keeps its data under DATA_DIR/redis, so a restart loses no job."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    accepted: dict[str, Any] = {}
+    for round_ in range(2):
+        process = _start(tmp_path, port, "--no-worker")  # jobs stay queued: nothing runs them
+        try:
+            _wait_healthy(process, base, tmp_path / "serve.log", need_worker=False)
+            if round_ == 0:
+                status, accepted = _post(
+                    f"{base}/train", {"arch": "biggan", "dataset": "digits", "max_steps": 5}
+                )
+                assert status == 202
+            else:
+                status, job = _get(f"{base}/jobs/{accepted['job_id']}")
+                assert status == 200 and job["state"] == "queued"
+                assert job["params"]["run_id"] == accepted["run_id"]
+                status, run = _get(f"{base}/runs/{accepted['run_id']}")
+                assert status == 200 and run["status"] == "queued" and run["job_id"] == accepted["job_id"]
+        finally:
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=60) == 0
