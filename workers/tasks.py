@@ -220,14 +220,23 @@ def run_fid(job: dict[str, Any], report: JobReporter) -> Outcome:
     params = job["params"]
     ref = CheckpointRef.from_dict(params["checkpoint"])
 
+    # A phase starts when the previous one last reported (or the job started), not at its own first
+    # report, which comes only after its first batch.
+    phase_started: dict[str, float] = {}
+    last_report = [time.monotonic()]
+
     def progress(phase: str, done: int, total: int) -> None:
         report.raise_if_cancelled()
         low, high = FID_PHASES.get(phase, (0.0, 1.0))
+        now = time.monotonic()
+        elapsed = now - phase_started.setdefault(phase, last_report[0])
+        last_report[0] = now
         report(
             force=done == total,
             progress=low + (high - low) * done / max(total, 1),
             step=done,
             total=total,
+            eta_s=elapsed / done * (total - done) if done else None,  # of this phase
             message=f"{phase}: {done}/{total}",
         )
 
