@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from service.errors import Unavailable, redact
@@ -22,13 +23,23 @@ def submit(
     lock: str | None = None,
     join_states: tuple[str, ...] = ACTIVE_STATES,
     replace: str | None = None,
+    before_publish: Callable[[str], None] | None = None,
 ) -> tuple[str, bool]:
-    """(job id, created). With a lock, an active owner of it is joined instead of queuing another job."""
+    """(job id, created). With a lock, an active owner of it is joined instead of queuing another job.
+
+    `before_publish(job_id)` runs once the job (and its lock) exist but before any worker can see it.
+    """
     extra = {"run_id": run_id} if run_id else None
     job_id, created = store.create(
         kind, params, lock=lock, join_states=join_states, replace=replace, extra=extra
     )
     if created:
+        if before_publish is not None:
+            try:
+                before_publish(job_id)
+            except Exception as err:
+                store.fail(job_id, f"could not prepare the job: {type(err).__name__}: {err}")
+                raise
         try:
             queue.enqueue(kind, job_id)
         except Exception as err:

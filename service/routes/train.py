@@ -8,7 +8,7 @@ from fastapi import APIRouter, Response
 from ddpm.runs import RunDir, new_run_id
 from service.checkpoints import QUEUED_RUN, existing_run
 from service.deps import QueueDep, SettingsDep, StoreDep
-from service.errors import Conflict, Unprocessable
+from service.errors import Conflict, Unavailable, Unprocessable
 from service.jobstore import TRAIN
 from service.schemas import RESUMABLE_CHANGES, Accepted, TrainRequest, job_links
 from service.submit import submit
@@ -34,18 +34,24 @@ def create_training(
         config = body.engine_config()
 
     # One active job per run: the lock names the run, so a second request for it gets a 409.
-    job_id, created = submit(
-        store,
-        queue,
-        TRAIN,
-        {"run_id": run.run_id, "config": config},
-        run_id=run.run_id,
-        lock=f"run:{run.run_id}",
-    )
+    # The queued run record is written while the run's lock is held and before a worker can see the
+    # job, so it never overwrites the record the worker's trainer writes.
+    try:
+        job_id, created = submit(
+            store,
+            queue,
+            TRAIN,
+            {"run_id": run.run_id, "config": config},
+            run_id=run.run_id,
+            lock=f"run:{run.run_id}",
+            before_publish=None if body.resume else lambda _: _write_queued_run(run, config),
+        )
+    except Unavailable:
+        if not body.resume and run.exists():
+            run.update(status="failed", error="the job queue did not accept the training job")
+        raise
     if not created:
         raise Conflict(f"run {run.run_id!r} already has an active training job", job_id=job_id)
-    if not body.resume:
-        _write_queued_run(run, config)
     response.headers["Location"] = f"/jobs/{job_id}"
     return Accepted(
         job_id=job_id,

@@ -204,3 +204,17 @@ def test_api_key_when_configured(idle_settings: Settings) -> None:
         assert client.get("/archs", headers={"X-API-Key": "s3cret"}).status_code == 200
         assert client.get("/archs", headers={"Authorization": "Bearer s3cret"}).status_code == 200
         assert client.get("/healthz").status_code == 200  # probes need no key
+
+
+def test_unpublishable_job_is_503_and_recorded_failed(idle_client: TestClient) -> None:
+    import kombu.exceptions
+
+    def broker_down(kind: str, job_id: str) -> None:
+        raise kombu.exceptions.OperationalError("Error 111 connecting to broker. Connection refused.")
+
+    idle_client.app.state.queue.enqueue = broker_down  # the broker refuses; Redis (job records) is up
+    response = idle_client.post("/train", json={"arch": "biggan", "run_id": "unpublished", **TINY_TRAIN})
+    assert response.status_code == 503 and "did not accept the job" in _detail(response)
+    job = idle_client.get("/jobs", params={"kind": "train", "state": "failed"}).json()["jobs"][0]
+    assert job["run_id"] == "unpublished" and "could not publish" in job["error"]
+    assert idle_client.get("/runs/unpublished").json()["status"] == "failed"
