@@ -243,7 +243,11 @@ def pytorch_fid_network(state_dict: Mapping[str, torch.Tensor], **options: objec
 
 @torch.inference_mode()
 def oracle_error(
-    script: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], batch: int = 2, seed: int | None = None
+    script: torch.nn.Module,
+    state_dict: Mapping[str, torch.Tensor],
+    batch: int = 2,
+    seed: int | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> tuple[float, int]:
     """Relative L2 error between the TorchScript's and the converted network's features, and the seed.
 
@@ -252,9 +256,11 @@ def oracle_error(
     """
     seed = secrets.randbits(62) if seed is None else seed
     generator = torch.Generator().manual_seed(seed)
-    x = torch.rand(batch, 3, INPUT_SIZE, INPUT_SIZE, generator=generator) * 2 - 1
-    net = pytorch_fid_network(state_dict, resize_input=False, normalize_input=False)
+    x = (torch.rand(batch, 3, INPUT_SIZE, INPUT_SIZE, generator=generator, dtype=torch.float64) * 2 - 1).to(
+        dtype
+    )
+    net = pytorch_fid_network(state_dict, resize_input=False, normalize_input=False).to(dtype)
     with torch.jit.optimized_execution(False):  # one call: skip the profiling executor's warm-up runs
-        expected = script(x).float()
+        expected = script(x)
     got = net(x)[0].flatten(1)
     return float((got - expected).norm() / expected.norm()), seed

@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -67,7 +68,7 @@ def reference_path(data_dir: Path, dataset: str, image_size: int) -> Path:
     return fid_dir(data_dir) / "reference" / f"{reference_key(dataset, image_size)}.npz"
 
 
-def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray, dict[str, object]]:
+def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """(mu, sigma, extra) from a pytorch-fid .npz; raises FidUnavailable / InvalidOption when unusable."""
     if not path.is_file():
         raise FidUnavailable(f"reference statistics {path} do not exist")
@@ -101,8 +102,8 @@ def user_reference(path: Path) -> ReferenceStats:
     mu, sigma, extra = load_npz(Path(path))
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
     described = f"; {extra['identity']}" if "identity" in extra else ""
-    n = extra.get("n")
-    return ReferenceStats(mu, sigma, f"file {Path(path).name} (sha256 {digest}){described}", Path(path), n)  # type: ignore[arg-type]
+    n = int(extra["n"]) if "n" in extra else None
+    return ReferenceStats(mu, sigma, f"file {Path(path).name} (sha256 {digest}){described}", Path(path), n)
 
 
 def dataset_reference(
@@ -119,7 +120,7 @@ def dataset_reference(
     path = reference_path(data_dir, dataset, image_size)
     if path.is_file() and not refresh:
         mu, sigma, extra = load_npz(path)
-        n = int(extra["n"]) if "n" in extra else None  # type: ignore[call-overload]
+        n = int(extra["n"]) if "n" in extra else None
         if progress is not None and n:
             progress(n, n)
         return ReferenceStats(mu, sigma, reference_identity(dataset, image_size, n), path, n)
