@@ -28,6 +28,7 @@ from ddpm.settings import fid_dir
 from ddpm.storage import atomic_write
 
 NATIVE_SIZES = {"cifar10": 32}  # datasets whose loader ignores image_size
+MAX_IMAGE_SIZE = 1024
 
 
 def extractor_tag() -> str:
@@ -52,6 +53,12 @@ def reference_size(dataset: str, image_size: int) -> int:
 def reference_key(dataset: str, image_size: int) -> str:
     """A file-name-safe cache key; folder datasets also carry a hash of their path."""
     check_dataset_name(dataset)
+    if (
+        isinstance(image_size, bool)
+        or not isinstance(image_size, int)
+        or not 1 <= image_size <= MAX_IMAGE_SIZE
+    ):
+        raise InvalidOption(f"image size must be an integer in [1, {MAX_IMAGE_SIZE}], got {image_size!r}")
     slug = re.sub(r"[^a-z0-9]+", "-", dataset.lower()).strip("-")
     if dataset.startswith("folder:"):
         slug += "-" + hashlib.sha1(dataset.encode()).hexdigest()[:8]

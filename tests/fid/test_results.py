@@ -17,7 +17,7 @@ from ddpm.fid.results import results_dir
 
 def test_importing_results_and_package_does_not_import_torch() -> None:
     code = (
-        "import sys, ddpm.fid, ddpm.fid.results, ddpm.fid.options; "
+        "import sys, ddpm.fid, ddpm.fid.results, ddpm.fid.options, ddpm.fid.cli; "
         "from ddpm.fid import FidResult, save_result, list_results; "
         "assert 'torch' not in sys.modules, 'torch imported'; "
         "assert 'numpy' not in sys.modules, 'numpy imported'"
