@@ -161,7 +161,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     check_sample_options(args.n, args.sampler, args.steps, args.eta, args.nrow)
     if args.sampler == "ddpm" and args.steps not in (None, 1000):
         raise InvalidOption("the ddpm sampler always runs 1000 steps; use --sampler ddim for fewer")
-    checkpoint = _pick_checkpoint(data_dir(args.data_dir), args)
+    checkpoint = pick_checkpoint(data_dir(args.data_dir), args)
     bar = tqdm(unit="step", dynamic_ncols=True, file=sys.stderr, desc="sampling")
 
     def show(done: int, total: int) -> None:
@@ -211,7 +211,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pick_checkpoint(root: Path, args: argparse.Namespace) -> Path:
+def pick_checkpoint(root: Path, args: argparse.Namespace) -> Path:
     from ddpm.runs import newest_checkpoint
     from models import resolve_arch
 

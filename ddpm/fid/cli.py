@@ -84,14 +84,14 @@ class _Bars:
 
 def cmd_fid(args: argparse.Namespace) -> int:
     from ddpm.checkpoints import read_meta
-    from ddpm.commands import _pick_checkpoint
+    from ddpm.commands import pick_checkpoint
     from ddpm.fid.evaluate import check_options, evaluate_checkpoint
     from ddpm.fid.results import save_result
 
     counts = parse_n_list(args.n)
     check_options(counts, args.sampler, args.steps, args.eta, args.batch_size)
     root = data_dir(args.data_dir)
-    checkpoint = _pick_checkpoint(root, args)
+    checkpoint = pick_checkpoint(root, args)
     dataset = args.dataset or read_meta(checkpoint).get("train_config", {}).get("dataset", "cifar10")
     bars = _Bars()
     try:
