@@ -69,6 +69,10 @@ class RunDir:
     def latest_path(self) -> Path:
         return self.checkpoints_dir / LATEST
 
+    def checkpoint_path(self, step: int) -> Path:
+        """Where the kept checkpoint of `step` lives (whether or not it exists yet)."""
+        return self.checkpoints_dir / checkpoint_name(step)
+
     def exists(self) -> bool:
         return self.record_path.is_file()
 

@@ -27,7 +27,6 @@ from ddpm.runs import (
     RUNNING,
     SUCCEEDED,
     RunDir,
-    checkpoint_name,
     new_run_id,
 )
 from ddpm.schedule import make_schedule
@@ -82,6 +81,11 @@ class TrainConfig:
             raise InvalidOption(f"ema_decay must be in (0, 1), got {self.ema_decay}")
         if self.channels is not None:
             object.__setattr__(self, "channels", tuple(self.channels))
+        if self.dataset == "cifar10" and self.image_size != 32:
+            raise InvalidOption(
+                f"cifar10 images are 32x32 (got image_size={self.image_size}); image_size applies to digits "
+                f"and folder datasets"
+            )
 
     def model_options(self) -> dict[str, Any]:
         return {"width": self.width, **({"channels": self.channels} if self.channels else {})}
@@ -185,7 +189,33 @@ class Trainer:
         self.hooks = hooks or TrainHooks()
 
     def run_training(self, resume: bool = True) -> TrainResult:
-        """Train; with resume, continue from the run's latest checkpoint when there is one."""
+        """Train; with resume, continue from the run's latest checkpoint when there is one.
+
+        Any failure (missing data included) is recorded in run.json with its message, then re-raised.
+        """
+        try:
+            return self._train(resume)
+        except BaseException as err:
+            message = str(err) or type(err).__name__
+            if self.run.exists():
+                self.run.update(status=FAILED, error=message)
+            else:
+                self.run.write(
+                    {
+                        "run_id": self.run.run_id,
+                        "arch": self.config.arch,
+                        "created": time.time(),
+                        "updated": time.time(),
+                        "status": FAILED,
+                        "error": message,
+                        "train_config": self.config.to_dict(),
+                        "step": 0,
+                        "checkpoints": [],
+                    }
+                )
+            raise
+
+    def _train(self, resume: bool) -> TrainResult:
         from models import arch_config, build_from_config
 
         cfg = self.config
@@ -230,6 +260,7 @@ class Trainer:
         loss_file = self.run.loss_path.open("a", buffering=1 << 16)
         started = time.monotonic()
         start_step = step
+        first_step_done = 0.0
         loss_value: float | None = None
         order, order_epoch = torch.empty(0, dtype=torch.long), -1
         status = SUCCEEDED
@@ -258,7 +289,14 @@ class Trainer:
                 loss_value = loss.item()
                 elapsed = time.monotonic() - started
                 loss_file.write(f"{step},{epoch},{loss_value:.6g},{cfg.lr:.6g},{elapsed:.3f}\n")
-                rate = (step - start_step) / max(elapsed, 1e-9)
+                # The first step (allocation, kernel selection) is slow: time the rate from its end.
+                if step == start_step + 1:
+                    first_step_done = elapsed
+                rate = (
+                    (step - start_step - 1) / (elapsed - first_step_done)
+                    if elapsed > first_step_done
+                    else 0.0
+                )
                 progress = TrainProgress(
                     run_id=self.run.run_id,
                     step=step,
@@ -267,7 +305,7 @@ class Trainer:
                     loss=loss_value,
                     lr=cfg.lr,
                     elapsed=elapsed,
-                    eta=(total_steps - step) / rate if rate > 0 else None,
+                    eta=(total_steps - step) / rate if rate > 0 else (0.0 if step == total_steps else None),
                 )
                 for hook in self.hooks.on_progress:
                     hook(progress)
@@ -280,11 +318,8 @@ class Trainer:
                     self._save(model, optimizer, ema, generator, step, steps_per_epoch, checkpoints, keep)
         except Cancelled:
             status = CANCELLED
-        except BaseException:
+        finally:
             loss_file.close()
-            self.run.update(status=FAILED)
-            raise
-        loss_file.close()
         if status == CANCELLED and step > 0 and not self._latest_is_at(step):
             # Keep the last completed step so a cancelled run can be resumed or sampled.
             self._save(model, optimizer, ema, generator, step, steps_per_epoch, checkpoints, keep=True)
@@ -376,7 +411,7 @@ class Trainer:
         )
         # Kept checkpoint first, then latest: a crash between the two still resumes from a step <= kept.
         if keep:
-            path = self.run.checkpoints_dir / checkpoint_name(step)
+            path = self.run.checkpoint_path(step)
             save_checkpoint(path, checkpoint)
             entry = {"file": path.name, "step": step, "epoch": meta["epoch"], "time": meta["time"]}
             checkpoints[:] = [c for c in checkpoints if c["step"] != step] + [entry]

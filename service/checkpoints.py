@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ddpm.errors import InvalidOption
-from ddpm.runs import RunDir, checkpoint_name, newest_checkpoint
+from ddpm.runs import RunDir, newest_checkpoint
 from service.errors import Conflict, NotFound, Unprocessable
 
 # run.json's status from POST /train until the worker's trainer takes the run over (the engine's own
@@ -28,7 +28,7 @@ class CheckpointRef:
     weights: str  # "ema" when the run keeps EMA weights (sampling prefers them), else "model"
 
     def path(self, data_dir: Path) -> Path:
-        return RunDir.of(data_dir, self.run_id).checkpoints_dir / checkpoint_name(self.step)
+        return RunDir.of(data_dir, self.run_id).checkpoint_path(self.step)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -116,7 +116,18 @@ def test_progress_reports_fraction_loss_and_eta(folder_data: Path) -> None:
         hooks=TrainHooks(on_progress=[seen.append]),
     )
     assert [p.step for p in seen] == [1, 2, 3, 4] and seen[-1].fraction == 1.0 and seen[-1].total_steps == 4
-    assert all(p.loss > 0 and p.eta is not None for p in seen) and seen[-1].eta == 0
+    assert all(p.loss > 0 for p in seen) and seen[-1].eta == 0
+    assert seen[0].eta is None, "no rate yet after the (slow) first step"
+    assert all(p.eta is not None and p.eta >= 0 for p in seen[1:])
+
+
+def test_a_run_that_cannot_start_is_recorded_as_failed(data_dir: Path) -> None:
+    from ddpm.errors import DatasetUnavailable
+
+    with pytest.raises(DatasetUnavailable):
+        train(_config(dataset="folder:absent"), data_dir, run_id="nodata", device="cpu")
+    record = RunDir.of(data_dir, "nodata").read()
+    assert record["status"] == "failed" and "does not exist" in record["error"]
 
 
 def test_checkpoint_round_trip_gives_identical_outputs(folder_data: Path) -> None:
@@ -202,6 +213,7 @@ def test_checkpoint_without_weights_is_refused(tmp_path: Path) -> None:
         ({"epochs": 0}, "epochs must be an integer"),
         ({"lr": -1.0}, "lr must be in"),
         ({"max_steps": 0}, "max_steps must be an integer"),
+        ({"dataset": "cifar10", "image_size": 16}, "cifar10 images are 32x32"),
     ],
 )
 def test_bad_training_options_are_rejected(changes: dict, message: str) -> None:
