@@ -47,16 +47,22 @@ class SampleSpec:
             steps, eta = DDPM_STEPS, 0.0
         return cls(checkpoint, seed, n, nrow, sampler, steps or DEFAULT_DDIM_STEPS, float(eta))
 
-    def identity(self) -> dict[str, Any]:
-        ref = self.checkpoint
+    def options(self) -> dict[str, Any]:
+        """Everything but the checkpoint that decides the grid's bytes."""
         return {
-            "checkpoint": {"run_id": ref.run_id, "step": ref.step, "weights": ref.weights},
             "seed": self.seed,
             "n": self.n,
             "nrow": self.nrow,
             "sampler": self.sampler,
             "steps": self.steps,
             "eta": self.eta,
+        }
+
+    def identity(self) -> dict[str, Any]:
+        ref = self.checkpoint
+        return {
+            "checkpoint": {"run_id": ref.run_id, "step": ref.step, "weights": ref.weights},
+            **self.options(),
         }
 
     @property
@@ -72,16 +78,7 @@ class SampleSpec:
 
     def query(self) -> dict[str, Any]:
         """GET /samples arguments that name exactly this grid (the checkpoint pinned)."""
-        return {
-            "run": self.checkpoint.run_id,
-            "checkpoint": self.checkpoint.step,
-            "seed": self.seed,
-            "n": self.n,
-            "nrow": self.nrow,
-            "sampler": self.sampler,
-            "steps": self.steps,
-            "eta": self.eta,
-        }
+        return {"run": self.checkpoint.run_id, "checkpoint": self.checkpoint.step, **self.options()}
 
     def url(self) -> str:
         return "/samples?" + urlencode(self.query())
