@@ -97,9 +97,15 @@ def ddim_sample(
     eta: float = 0.0,
     device: torch.device | str = "cpu",
     progress: Progress | None = None,
+    clip_x0: bool = True,
 ) -> torch.Tensor:
     """DDIM (Song et al. 2021, eq. 12) on an evenly spaced subsequence; eta=0 is deterministic given x_T,
-    eta=1 has the DDPM posterior variance."""
+    eta=1 has the DDPM posterior variance.
+
+    clip_x0 clamps each step's predicted x_0 to the data range [-1, 1] (diffusers' clip_sample) and keeps
+    the predicted eps: with few steps an imperfect model's x_0 estimate at high t is divided by
+    sqrt(abar_t) ~ 0.006 and, unclipped, leaves saturated noise in the samples. Exact for the oracle.
+    """
     if not 0.0 <= eta <= 1.0:
         raise InvalidOption(f"eta must be in [0, 1], got {eta}")
     device = torch.device(device)
@@ -111,6 +117,8 @@ def ddim_sample(
         abar = float(schedule.alpha_bars[t])
         abar_prev = float(schedule.alpha_bars[timesteps[done]]) if done < len(timesteps) else 1.0
         x0 = (x - math.sqrt(1.0 - abar) * eps) / math.sqrt(abar)
+        if clip_x0:
+            x0 = x0.clamp(-1.0, 1.0)
         sigma = eta * math.sqrt((1.0 - abar_prev) / (1.0 - abar) * (1.0 - abar / abar_prev))
         x = math.sqrt(abar_prev) * x0 + math.sqrt(max(1.0 - abar_prev - sigma**2, 0.0)) * eps
         if sigma > 0:

@@ -114,3 +114,25 @@ def test_sample_dispatch_rejects_bad_options() -> None:
         sample(eps_fn, SCHEDULE, ImageNoise(0, 1), sampler="ddim", eta=2.0, image_shape=(3, 8, 8))
     with pytest.raises(InvalidOption, match="n must be >= 1"):
         ImageNoise(0, 0)
+
+
+def test_ddim_clips_the_predicted_x0_to_the_data_range() -> None:
+    """An imperfect predictor (eps = 0.9 x_t) overshoots x0; clipping keeps every x_t near the data range,
+    and changes nothing for a predictor whose x0 is already in range (the oracle)."""
+
+    def run(clip_x0: bool) -> tuple[torch.Tensor, float]:
+        seen: list[float] = []
+
+        def eps_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            seen.append(x.abs().max().item())
+            return 0.9 * x
+
+        out = ddim_sample(eps_fn, SCHEDULE, ImageNoise(0, 2), (3, 8, 8), steps=10, clip_x0=clip_x0)
+        return out, max(seen)
+
+    (clipped, clipped_peak), (raw, raw_peak) = run(True), run(False)
+    assert not torch.allclose(clipped, raw)
+    assert clipped_peak < 0.7 * raw_peak
+    x0 = _one_image()
+    unclipped = ddim_sample(_oracle(x0), SCHEDULE, ImageNoise(0, 1), x0.shape, steps=10, clip_x0=False)
+    assert torch.allclose(unclipped, ddim_sample(_oracle(x0), SCHEDULE, ImageNoise(0, 1), x0.shape, steps=10))
