@@ -187,6 +187,7 @@ class Trainer:
         self.run = RunDir.of(data_dir, run_id or new_run_id(config.arch))
         self.device = resolve_device(device)
         self.hooks = hooks or TrainHooks()
+        self._resume_notes: dict[str, Any] = {}  # which checkpoint a resume used, when it had to skip some
 
     def run_training(self, resume: bool = True) -> TrainResult:
         """Train; with resume, continue from the run's latest checkpoint when there is one.
@@ -238,12 +239,14 @@ class Trainer:
 
         step = 0
         checkpoints: list[dict[str, Any]] = []
-        if resume and self.run.latest_path.exists():
-            state = load_checkpoint(self.run.latest_path, training_state=True)
+        state = self._newest_loadable_state() if resume else None
+        if state is not None:
             self._check_resumable(state)
             model.load_state_dict(state.model)
             if state.optimizer is None:
-                raise CheckpointError(f"{self.run.latest_path} has no optimizer state to resume from")
+                raise CheckpointError(
+                    f"checkpoint at step {state.step} has no optimizer state to resume from"
+                )
             optimizer.load_state_dict(state.optimizer)
             if ema is not None:
                 ema.shadow = {k: v.to(self.device) for k, v in state.ema.items()}
@@ -326,6 +329,27 @@ class Trainer:
         self.run.update(status=status, step=step, checkpoints=checkpoints)
         return TrainResult(self.run.run_id, status, step, total_steps, checkpoints, loss_value)
 
+    def _newest_loadable_state(self) -> Checkpoint | None:
+        """The newest checkpoint that loads: latest, else kept ones newest first (a corrupt or truncated
+        file is skipped and named in run.json). None when the run has no checkpoint at all."""
+        candidates = [self.run.latest_path] + [path for _, path in reversed(self.run.kept_checkpoints())]
+        existing = [path for path in candidates if path.exists()]
+        skipped: list[str] = []
+        for path in existing:
+            try:
+                state = load_checkpoint(path, training_state=True)
+            except CheckpointError as err:
+                skipped.append(str(err))
+                continue
+            if skipped:
+                self._resume_notes = {"resumed_from": path.name, "skipped_checkpoints": skipped}
+            return state
+        if existing:
+            raise CheckpointError(
+                f"run {self.run.run_id} has no loadable checkpoint to resume from: {skipped}"
+            )
+        return None
+
     def _check_resumable(self, state: Checkpoint) -> None:
         stored = state.meta.get("train_config", {})
         mine = self.config.to_dict()
@@ -369,6 +393,7 @@ class Trainer:
                 "steps_per_epoch": steps_per_epoch,
                 "step": step,
                 "checkpoints": checkpoints,
+                **self._resume_notes,
             }
         )
 

@@ -221,3 +221,29 @@ def test_bad_training_options_are_rejected(changes: dict, message: str) -> None:
 
     with pytest.raises((InvalidOption, ConfigError), match=message):
         _config(**changes)
+
+
+def test_resume_skips_a_corrupt_latest_and_uses_the_newest_loadable_checkpoint(folder_data: Path) -> None:
+    """latest.safetensors truncated (say, by a disk fault): resume falls back to the kept step-6 file and
+    still ends bit-identical to an uninterrupted run."""
+    train(_config(max_steps=9), folder_data, run_id="whole", device="cpu")
+    train(_config(max_steps=7), folder_data, run_id="hurt", device="cpu")  # keeps step 6 and step 7
+    run = RunDir.of(folder_data, "hurt")
+    run.latest_path.write_bytes(run.latest_path.read_bytes()[:1000])
+    run.checkpoint_path(7).write_bytes(b"garbage")
+    result = train(_config(max_steps=9), folder_data, run_id="hurt", device="cpu")
+    assert result.step == 9
+    record = run.read()
+    assert record["resumed_from"] == "step-00000006.safetensors" and len(record["skipped_checkpoints"]) == 2
+    assert all(
+        torch.equal(v, _weights(folder_data, "whole")[k]) for k, v in _weights(folder_data, "hurt").items()
+    )
+
+
+def test_resume_with_no_loadable_checkpoint_fails_clearly(folder_data: Path) -> None:
+    train(_config(max_steps=2), folder_data, run_id="dead", device="cpu")
+    run = RunDir.of(folder_data, "dead")
+    for path in [run.latest_path] + [p for _, p in run.kept_checkpoints()]:
+        path.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="no loadable checkpoint to resume from"):
+        train(_config(max_steps=4), folder_data, run_id="dead", device="cpu")
