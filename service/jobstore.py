@@ -5,12 +5,19 @@ Keys (all under the configured prefix, `ddpm` by default):
                       result, created/started/finished/updated/heartbeat, cancel_requested
   <p>:jobs            sorted set of job ids by creation time (GET /jobs)
   <p>:running         set of the ids of running jobs (checked for lost workers)
+  <p>:lease:<id>      a running job's lease: the owner's token, expiring unless its worker renews it
   <p>:lock:<name>     the id of the job that owns a resource: a sample cache entry, a training run
   <p>:worker:<host>   a worker's heartbeat (expires when the worker goes away)
 
 Every state change is one Lua script, so the API (create, cancel) and the workers (start, progress,
 finish) never race: a queued job cancelled by the API is never started by a worker, and two identical
 sample requests get one job.
+
+Ownership: start() gives a running job a fresh token (the hash's `lease` field) and a lease key that
+expires after lease_ms unless the owner renews it. Only the token's holder may write progress or finish
+the job. A job whose lease key expired has lost its worker: reclaim() puts it back in the queue (or
+fails it after max_attempts starts), and a new start() hands it a new token, which fences the old owner
+out of the record. See docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -56,28 +63,80 @@ redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 return ARGV[1]
 """
 
-# queued -> running; a running job whose heartbeat is older than ARGV[3] s may be taken over (its
-# worker died and the broker redelivered the message). Answers the state the job is now in.
+# queued -> running with a new lease; a running job whose lease expired (its worker died and the
+# broker redelivered the message first) is taken over. A job started max_attempts times already fails.
+# KEYS: job, running set, lease. ARGV: now, worker, lease ms, id, token, max attempts, ttl.
 _START = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return 'missing' end
-if state == 'queued' then
-  redis.call('HSET', KEYS[1], 'state', 'running', 'started', ARGV[1], 'updated', ARGV[1],
-             'heartbeat', ARGV[1], 'worker', ARGV[2], 'message', 'started', 'attempts', 1)
-  redis.call('SADD', KEYS[2], ARGV[4])
-  return 'running'
+if state == 'running' and redis.call('EXISTS', KEYS[3]) == 1 then return 'busy' end
+if state ~= 'queued' and state ~= 'running' then return state end
+local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
+if attempts >= tonumber(ARGV[6]) then
+  redis.call('HSET', KEYS[1], 'state', 'failed', 'finished', ARGV[1], 'updated', ARGV[1], 'message', 'failed',
+             'error', 'gave up after ' .. attempts .. ' attempts: each time, its worker was lost mid-job ' ..
+             '(killed, out of memory, host lost); last worker: ' .. (redis.call('HGET', KEYS[1], 'worker') or '?'))
+  redis.call('SREM', KEYS[2], ARGV[4])
+  redis.call('EXPIRE', KEYS[1], ARGV[7])
+  return 'exhausted'
 end
-if state == 'running' then
-  local beat = tonumber(redis.call('HGET', KEYS[1], 'heartbeat') or '0')
-  if tonumber(ARGV[1]) - beat > tonumber(ARGV[3]) then
-    redis.call('HSET', KEYS[1], 'updated', ARGV[1], 'heartbeat', ARGV[1], 'worker', ARGV[2],
-               'message', 'restarted after its worker was lost')
-    redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-    return 'resumed'
-  end
-  return 'busy'
+redis.call('HSETNX', KEYS[1], 'started', ARGV[1])
+redis.call('HSET', KEYS[1], 'state', 'running', 'updated', ARGV[1], 'heartbeat', ARGV[1],
+           'worker', ARGV[2], 'lease', ARGV[5],
+           'message', attempts > 0 and 'resumed on a new worker' or 'started')
+redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('SADD', KEYS[2], ARGV[4])
+redis.call('SET', KEYS[3], ARGV[5], 'PX', ARGV[3])
+if attempts > 0 then return 'resumed' end
+return 'running'
+"""
+
+# The owner renews its lease (and re-creates it if it lapsed while nobody reclaimed the job).
+# KEYS: job, lease. ARGV: token, lease ms, now.
+_RENEW = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
+if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+redis.call('HSET', KEYS[1], 'heartbeat', ARGV[3])
+return 1
+"""
+
+# A running job whose lease expired goes back to the queue (a cancel it was asked for is honoured;
+# after max_attempts starts it fails). With ARGV[5] (a worker name) the lease is not checked: that
+# worker knows its process running the job died. KEYS: job, running set, lease.
+# ARGV: now, max attempts, ttl, id, worker or ''.
+_RECLAIM = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if state ~= 'running' then
+  redis.call('SREM', KEYS[2], ARGV[4])
+  return state or 'missing'
 end
-return state
+local worker = redis.call('HGET', KEYS[1], 'worker') or '?'
+if ARGV[5] ~= '' then
+  if worker ~= ARGV[5] then return 'other' end
+elseif redis.call('EXISTS', KEYS[3]) == 1 then
+  return 'alive'
+end
+redis.call('DEL', KEYS[3])
+redis.call('SREM', KEYS[2], ARGV[4])
+local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
+if redis.call('HGET', KEYS[1], 'cancel_requested') == '1' then
+  redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished', ARGV[1], 'updated', ARGV[1],
+             'message', 'cancelled (its worker ' .. worker .. ' was lost while stopping)')
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+  return 'cancelled'
+end
+if attempts >= tonumber(ARGV[2]) then
+  redis.call('HSET', KEYS[1], 'state', 'failed', 'finished', ARGV[1], 'updated', ARGV[1], 'message', 'failed',
+             'error', 'gave up after ' .. attempts .. ' attempts: each time, its worker was lost mid-job ' ..
+             '(killed, out of memory, host lost); last worker: ' .. worker)
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+  return 'failed'
+end
+redis.call('HSET', KEYS[1], 'state', 'queued', 'updated', ARGV[1],
+           'message', 're-queued: its worker ' .. worker .. ' was lost (attempt ' .. attempts .. ' of ' ..
+           ARGV[2] .. '); it continues from its last checkpoint')
+return 'requeued'
 """
 
 # queued -> cancelled at once; running -> flag that the worker polls between steps.
@@ -98,17 +157,25 @@ end
 return state
 """
 
-# Progress only lands on a running job (never resurrects an expired or finished record).
+# Progress only lands on a running job held by this token (never resurrects an expired or finished
+# record, never overwrites the record of a worker that took the job over). ARGV: token, fields.
 _PROGRESS = """
 if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV))
+if ARGV[1] ~= '' and redis.call('HGET', KEYS[1], 'lease') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 return 1
 """
 
+# KEYS: job, running set, lease. ARGV: ttl, id, token ('' = the API, which owns queued jobs), fields.
 _FINISH = """
+if not redis.call('HGET', KEYS[1], 'state') then
+  redis.call('SREM', KEYS[2], ARGV[2])
+  return 0
+end
+if ARGV[3] ~= '' and redis.call('HGET', KEYS[1], 'lease') ~= ARGV[3] then return 0 end
 redis.call('SREM', KEYS[2], ARGV[2])
-if not redis.call('HGET', KEYS[1], 'state') then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('DEL', KEYS[3])
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 return 1
 """
@@ -160,6 +227,8 @@ class JobStore:
         self._cancel = client.register_script(_CANCEL)
         self._progress = client.register_script(_PROGRESS)
         self._finish = client.register_script(_FINISH)
+        self._renew = client.register_script(_RENEW)
+        self._reclaim = client.register_script(_RECLAIM)
 
     @classmethod
     def from_url(cls, url: str, prefix: str, ttl_s: int, timeout_s: float = 3.0) -> JobStore:
@@ -186,6 +255,9 @@ class JobStore:
 
     def lock_key(self, name: str) -> str:
         return f"{self.prefix}:lock:{name}"
+
+    def lease_key(self, job_id: str) -> str:
+        return f"{self.prefix}:lease:{job_id}"
 
     def worker_key(self, hostname: str) -> str:
         return f"{self.prefix}:worker:{hostname}"
@@ -280,28 +352,46 @@ class JobStore:
         self.client.set(self.lock_key(lock), job_id, ex=self.ttl_s)
 
     # worker side
-    def start(self, job_id: str, worker: str, stale_after_s: float) -> str:
-        """'running' or 'resumed' when this worker should run the job, else why not (its state)."""
+    def start(self, job_id: str, worker: str, token: str, lease_s: float, max_attempts: int) -> str:
+        """'running' or 'resumed' when this worker now owns the job (under `token`), else why not:
+        'busy' (another live worker owns it), 'exhausted' (failed: too many attempts), or its state."""
         return self._start(
-            keys=[self.job_key(job_id), self.running_key], args=[time.time(), worker, stale_after_s, job_id]
+            keys=[self.job_key(job_id), self.running_key, self.lease_key(job_id)],
+            args=[time.time(), worker, _ms(lease_s), job_id, token, max_attempts, self.ttl_s],
         )
 
-    def progress(self, job_id: str, **fields: Any) -> bool:
+    def renew(self, job_id: str, token: str, lease_s: float) -> bool:
+        """Extend the lease; False when the job is no longer this token's (taken over, finished)."""
+        return bool(
+            self._renew(
+                keys=[self.job_key(job_id), self.lease_key(job_id)], args=[token, _ms(lease_s), time.time()]
+            )
+        )
+
+    def reclaim(self, job_id: str, max_attempts: int, worker: str | None = None) -> str:
+        """Re-queue a running job whose lease expired (or, with `worker`, whose process that worker
+        saw die). 'requeued' means the caller must publish it again; see _RECLAIM for the rest."""
+        return self._reclaim(
+            keys=[self.job_key(job_id), self.running_key, self.lease_key(job_id)],
+            args=[time.time(), max_attempts, self.ttl_s, job_id, worker or ""],
+        )
+
+    def progress(self, job_id: str, token: str = "", **fields: Any) -> bool:
         now = time.time()
-        args = _flatten({**fields, "updated": now, "heartbeat": now})
+        args = [token, *_flatten({**fields, "updated": now, "heartbeat": now})]
         return bool(self._progress(keys=[self.job_key(job_id)], args=args))
 
-    def touch(self, job_id: str) -> bool:
-        """Liveness only (the worker process is alive); does not count as a change for watchers."""
-        return bool(self._progress(keys=[self.job_key(job_id)], args=["heartbeat", time.time()]))
-
-    def finish(self, job_id: str, state: str, **fields: Any) -> bool:
+    def finish(self, job_id: str, state: str, token: str = "", **fields: Any) -> bool:
+        """Record how the job ended; with a token, only while that token still owns the job."""
         if state not in TERMINAL_STATES:
             raise ValueError(f"{state!r} is not a terminal state")
         now = time.time()
         args = _flatten({"state": state, **fields, "finished": now, "updated": now})
         return bool(
-            self._finish(keys=[self.job_key(job_id), self.running_key], args=[self.ttl_s, job_id, *args])
+            self._finish(
+                keys=[self.job_key(job_id), self.running_key, self.lease_key(job_id)],
+                args=[self.ttl_s, job_id, token, *args],
+            )
         )
 
     def cancel_requested(self, job_id: str) -> bool:
@@ -319,13 +409,9 @@ class JobStore:
         values = self.client.mget(keys) if keys else []
         return [json.loads(v) for v in values if v]
 
-    def stale_running(self, stale_after_s: float) -> list[str]:
-        """Ids of running jobs whose worker has been silent for longer than stale_after_s."""
-        now, stale = time.time(), []
-        for job_id in self.client.smembers(self.running_key):
-            job = self.get(job_id)
-            if job is None or job["state"] != RUNNING:
-                self.client.srem(self.running_key, job_id)  # expired or finished elsewhere
-            elif now - job.get("heartbeat", job.get("updated", now)) > stale_after_s:
-                stale.append(job_id)
-        return stale
+    def running_ids(self) -> list[str]:
+        return sorted(self.client.smembers(self.running_key))
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ddpm.settings import data_dir as resolve_data_dir
@@ -36,11 +36,16 @@ class Settings(BaseSettings):
     # Workers
     device: str = "auto"  # auto: CUDA when present, else CPU
     progress_interval_s: float = Field(0.5, ge=0)  # at most ~2 progress writes per second per job
-    # A running job's worker touches its heartbeat every few seconds; silent this long = worker lost.
-    stale_after_s: float = Field(120, gt=0)
+    # A running job's lease: its worker renews it every job_heartbeat_s; unrenewed for lease_s, the
+    # worker is taken for lost and the job is re-queued (docs/reliability.md).
+    lease_s: float = Field(120, gt=0)
+    job_heartbeat_s: float = Field(5, gt=0)
+    worker_heartbeat_s: float = Field(10, gt=0)  # worker liveness key, and how often lost jobs are swept
+    max_attempts: int = Field(3, ge=1, le=100)  # starts of one job before it is failed as a worker-killer
     sample_batch_size: int = Field(128, ge=1, le=4096)
-    # Unacked messages are redelivered after this long, so it must exceed the longest job (see docs/api.md).
-    visibility_timeout_s: int = Field(7 * DAY, ge=60)
+    # Unacked messages are redelivered after this long. The lease, not this, keeps a job from running
+    # twice; this only bounds how long a message lost with its worker waits (the sweep is faster).
+    visibility_timeout_s: int = Field(7 * DAY, ge=1)
 
     # API
     job_ttl_s: int = Field(30 * DAY, ge=60)  # finished job records expire after this long
@@ -50,6 +55,18 @@ class Settings(BaseSettings):
     events_keepalive_s: float = Field(15, gt=0)
     loss_history_points: int = Field(500, ge=2, le=100_000)
     redis_timeout_s: float = Field(3, gt=0)
+    max_body_bytes: int = Field(64 * 1024, ge=1024, le=64 * 1024 * 1024)  # larger request bodies: 413
+    # Browser origins allowed to call the API (CORS); empty = no CORS headers at all.
+    cors_origins: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _lease_outlives_heartbeats(self) -> Settings:
+        # Two missed renewals must not cost a live worker its job.
+        if self.lease_s < 2 * self.job_heartbeat_s:
+            raise ValueError(
+                f"lease_s ({self.lease_s}) must be at least twice job_heartbeat_s ({self.job_heartbeat_s})"
+            )
+        return self
 
     @field_validator("data_dir", mode="before")
     @classmethod

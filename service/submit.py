@@ -29,7 +29,9 @@ def submit(
 
     `before_publish(job_id)` runs once the job (and its lock) exist but before any worker can see it.
     """
-    extra = {"run_id": run_id} if run_id else None
+    # The queue is recorded so a worker that re-queues the job (its first worker died) publishes it
+    # where this API sent it.
+    extra = {"queue": queue.settings.queue, **({"run_id": run_id} if run_id else {})}
     job_id, created = store.create(
         kind, params, lock=lock, join_states=join_states, replace=replace, extra=extra
     )

@@ -1,9 +1,10 @@
 """The Celery app: `celery -A workers.app worker` (or `ddpm worker`), one per GPU.
 
 GPU jobs are long and heavy, so: one process per worker (concurrency 1), prefetch 1 (a busy worker
-does not hoard queued jobs another GPU could start), late acks (a job whose worker dies is redelivered,
-not lost). What users see lives in our own Redis job records (service.jobstore), never in Celery's
-result backend.
+does not hoard queued jobs another GPU could start), late acks (a message whose worker dies is not
+lost with it). Which worker runs a job is decided by the job's lease in our own Redis record
+(service.jobstore), not by the broker: a redelivered copy of a running job is dropped, and a job whose
+worker died is re-queued by the sweep below. What users see never comes from Celery's result backend.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from celery import Celery, signals
 
-from service.jobstore import FAILED, RUNNING, JobStore
+from service.jobstore import TASK_NAMES, JobStore
 from service.queue import broker_options
 from service.settings import get_settings
 
@@ -38,13 +39,15 @@ app.conf.update(
     # A Redis blip must not kill an hours-long training: the job keeps running, and its record (not
     # the unacked message) decides whether a redelivery runs it again (only if its heartbeat stopped).
     worker_cancel_long_running_tasks_on_connection_loss=False,
+    # A pool process killed mid-job (OOM, SIGKILL) acks its message; the sweep re-queues the job with
+    # its attempt counted, so a job that keeps killing workers ends instead of looping.
+    task_reject_on_worker_lost=False,
     worker_hijack_root_logger=False,
     task_serializer="json",
     accept_content=["json"],
 )
 
-HEARTBEAT_S = 10
-HEARTBEAT_TTL_S = 3 * HEARTBEAT_S
+HEARTBEAT_TTL_FACTOR = 3  # a worker key outlives two missed beats
 
 
 def job_store() -> JobStore:
@@ -54,7 +57,8 @@ def job_store() -> JobStore:
 
 
 class Heartbeat:
-    """Refreshes <prefix>:worker:<hostname> in Redis so /healthz can list live workers."""
+    """Refreshes <prefix>:worker:<hostname> in Redis so /readyz can list live workers, and re-queues
+    jobs whose lease lapsed (any live worker does; the Lua script lets only one of them succeed)."""
 
     def __init__(self, hostname: str) -> None:
         self.hostname = hostname
@@ -73,11 +77,12 @@ class Heartbeat:
         store = job_store()
         while not self.stop.is_set():
             try:
-                store.beat(self.hostname, self.info, HEARTBEAT_TTL_S)
-                _fail_abandoned_jobs(store)
+                ttl = max(1, round(HEARTBEAT_TTL_FACTOR * settings.worker_heartbeat_s))
+                store.beat(self.hostname, self.info, ttl)
+                reclaim_lost_jobs(store)
             except Exception as err:  # Redis blips must not kill the worker; the key just expires
                 log.warning("heartbeat failed: %s", err)
-            self.stop.wait(HEARTBEAT_S)
+            self.stop.wait(settings.worker_heartbeat_s)
         with contextlib.suppress(Exception):  # expiry removes the key anyway
             store.forget_worker(self.hostname)
 
@@ -101,33 +106,47 @@ def _on_shutdown(**_: Any) -> None:
         _heartbeat.thread.join(timeout=5)
 
 
-def _fail_abandoned_jobs(store: JobStore) -> None:
-    """Running jobs whose worker went silent (killed, host lost) are marked failed by any live worker.
+def reclaim_lost_jobs(store: JobStore) -> list[str]:
+    """Re-queue running jobs whose lease lapsed (their worker was killed, or its host was lost).
 
-    A running job's own process touches its heartbeat every few seconds (workers/progress.py), so
-    silence for stale_after_s means that process is gone. The job's message may still be redelivered
-    (late acks); the task then finds a finished job and skips it. Training keeps its checkpoints, so
-    the user can resume the run.
+    The job's own process renews its lease every job_heartbeat_s, so a lapsed lease means that process
+    is gone (or fenced itself off). Training resumes from the run's newest loadable checkpoint.
     """
-    for job_id in store.stale_running(settings.stale_after_s):
+    requeued = []
+    for job_id in store.running_ids():
+        if _reclaim(store, job_id) == "requeued":
+            requeued.append(job_id)
+    return requeued
+
+
+def _reclaim(store: JobStore, job_id: str, worker: str | None = None) -> str:
+    outcome = store.reclaim(job_id, settings.max_attempts, worker)
+    if outcome == "requeued":
         job = store.get(job_id) or {}
-        hint = " Resume it: POST /train with run_id and resume: true." if job.get("kind") == "train" else ""
-        store.finish(
-            job_id,
-            FAILED,
-            message="failed",
-            error=f"its worker ({job.get('worker')}) stopped reporting for over {settings.stale_after_s:.0f}s.{hint}",
+        # A message for it may still sit unacked with the dead worker; if both arrive, the lease
+        # lets one run and the other is dropped.
+        app.send_task(
+            TASK_NAMES[job.get("kind", "train")],
+            args=[job_id],
+            queue=job.get("queue") or settings.queue,
+            task_id=job_id,
+            ignore_result=True,
         )
-        log.warning("marked abandoned job %s failed", job_id)
+    if outcome in ("requeued", "failed", "cancelled"):
+        log.warning("job %s lost its worker: %s", job_id, outcome)
+    return outcome
 
 
 @signals.task_failure.connect
-def _on_task_failure(task_id: str | None = None, exception: BaseException | None = None, **_: Any) -> None:
-    """The task body records its own errors; this catches what it cannot, e.g. its process being
-    killed (WorkerLostError, raised in the parent) while the job was running."""
-    if not task_id:
+def _on_task_failure(
+    task_id: str | None = None, exception: BaseException | None = None, sender: Any = None, **_: Any
+) -> None:
+    """The task body records its own errors; this runs (in the parent) when the pool process running
+    a job died (WorkerLostError: killed, out of memory, or fenced itself off). The job is re-queued at
+    once rather than after its lease lapses, unless another worker owns it by now."""
+    if not task_id or _heartbeat is None:
         return
-    store = job_store()
-    job = store.get(task_id)
-    if job and job["state"] == RUNNING:
-        store.finish(task_id, FAILED, message="failed", error=f"the worker process died: {exception!r}")
+    try:
+        _reclaim(job_store(), task_id, worker=_heartbeat.hostname)
+    except Exception as err:  # Redis down: the lease lapses and the sweep re-queues the job later
+        log.warning("could not re-queue job %s after its process died: %s", task_id, err)

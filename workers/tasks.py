@@ -9,9 +9,11 @@ import logging
 import os
 import socket
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
+import redis
 from celery import Task
 
 from ddpm.errors import Cancelled, DdpmError
@@ -21,11 +23,10 @@ from service.checkpoints import QUEUED_RUN, CheckpointRef
 from service.jobstore import CANCELLED, FAILED, FID, SAMPLE, SUCCEEDED, TASK_NAMES, TRAIN, JobStore
 from service.samplecache import SampleSpec
 from workers.app import app, job_store, settings
-from workers.progress import JobHeartbeat, JobReporter
+from workers.progress import JobLease, JobReporter
 
 log = logging.getLogger("workers")
 
-JOB_HEARTBEAT_S = 5.0
 Outcome = dict[str, Any]  # the fields finish() writes: state, message, result, ...
 Handler = Callable[[dict[str, Any], JobReporter], Outcome]
 
@@ -41,18 +42,20 @@ def _store() -> JobStore:
 
 
 def run_job(task: Task, job_id: str, handler: Handler) -> None:
-    """Start the job unless it was cancelled (or finished) meanwhile, run it, record how it ended."""
+    """Take the job's lease unless it was cancelled, finished or is owned by a live worker, run it,
+    record how it ended. A redelivered copy of a running job is dropped here ('busy')."""
     store = _store()
     worker = task.request.hostname or socket.gethostname()
-    started = store.start(job_id, worker, settings.stale_after_s)
+    token = uuid.uuid4().hex
+    started = store.start(job_id, worker, token, settings.lease_s, settings.max_attempts)
     if started not in ("running", "resumed"):
         log.info("job %s not run: it is %s", job_id, started)
         return
     job = store.get(job_id)
     assert job is not None
-    log.info("job %s (%s) %s on %s", job_id, job["kind"], started, worker)
-    reporter = JobReporter(store, job_id, settings.progress_interval_s)
-    with JobHeartbeat(store, job_id, JOB_HEARTBEAT_S):
+    log.info("job %s (%s) %s on %s, attempt %s", job_id, job["kind"], started, worker, job.get("attempts"))
+    reporter = JobReporter(store, job_id, settings.progress_interval_s, token)
+    with JobLease(store, job_id, token, settings.lease_s, settings.job_heartbeat_s):
         try:
             outcome = handler(job, reporter)
         except Cancelled:
@@ -68,8 +71,25 @@ def run_job(task: Task, job_id: str, handler: Handler) -> None:
             }
     if outcome["state"] == FAILED and job["kind"] == TRAIN:
         _mark_queued_run(job["params"]["run_id"], FAILED, outcome.get("error"))
-    store.finish(job_id, **outcome)
-    log.info("job %s %s", job_id, outcome["state"])
+    _finish(store, job_id, token, outcome)
+
+
+def _finish(store: JobStore, job_id: str, token: str, outcome: Outcome) -> None:
+    """Record the outcome, waiting out a Redis outage for up to a lease. If it never lands, the job's
+    lease lapses and it is re-queued; a finished run then completes at once from its last checkpoint."""
+    deadline = time.monotonic() + settings.lease_s
+    while True:
+        try:
+            if store.finish(job_id, token=token, **outcome):
+                log.info("job %s %s", job_id, outcome["state"])
+            else:
+                log.warning("job %s ended here (%s) but another worker owns it now", job_id, outcome["state"])
+            return
+        except redis.RedisError as err:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("job %s: outcome not recorded yet (%s); retrying", job_id, err)
+            time.sleep(1.0)
 
 
 @app.task(name=TASK_NAMES[TRAIN], bind=True)

@@ -184,7 +184,8 @@ def test_failed_job_says_why(client: TestClient) -> None:
     assert client.get(f"/runs/{response.json()['run_id']}").json()["status"] == "failed"
 
 
-def test_healthz_sees_the_worker(client: TestClient, worker: dict[str, Any]) -> None:
-    health = client.get("/healthz").json()
-    assert health["status"] == "ok"
-    assert worker["name"] in {w["hostname"] for w in health["workers"]}
+def test_readyz_sees_the_worker_and_healthz_is_liveness(client: TestClient, worker: dict[str, Any]) -> None:
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["status"] == "ok"
+    assert worker["name"] in {w["hostname"] for w in ready.json()["workers"]}
+    assert client.get("/healthz").json() == {"status": "ok"}

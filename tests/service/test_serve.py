@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from models import arch_names
 from service.embedded_redis import free_port
 
 START_TIMEOUT_S = 90.0
@@ -68,8 +69,8 @@ def _wait_healthy(
         if process.poll() is not None or time.monotonic() > deadline:
             pytest.fail(f"ddpm serve did not come up:\n{log.read_text()[-4000:]}")
         with contextlib.suppress(OSError):  # not listening yet
-            status, health = _get(f"{base}/healthz")
-            if status == 200 and (health["workers"] or not need_worker):
+            status, health = _get(f"{base}/readyz")  # 503 until Redis answers and a worker reports
+            if status == 200 or (not need_worker and health.get("status") == "no_workers"):
                 return health
         time.sleep(0.3)
 
@@ -88,7 +89,7 @@ def test_ddpm_serve_starts_api_worker_and_embedded_redis(tmp_path: Path) -> None
         assert health["data_dir"] == str(tmp_path / "data")
         assert health["workers"][0]["device"] == "cpu"
         status, archs = _get(f"{base}/archs")
-        assert status == 200 and len(archs) == 9
+        assert status == 200 and len(archs) == len(arch_names())
         status, body = _get(f"{base}/samples?arch=biggan&seed=0&n=80")
         assert status == 409 and "POST /train" in body["detail"]
         worker = _pids(f"ddpm-{process.pid}@")

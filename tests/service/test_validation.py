@@ -8,6 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from models import arch_names
 from service.settings import Settings
 from tests.service.conftest import TINY_TRAIN
 
@@ -19,7 +20,7 @@ def _detail(response: Any) -> str:
 def test_archs_lists_every_variant_with_report_figures(idle_client: TestClient) -> None:
     archs = idle_client.get("/archs").json()
     names = {a["name"]: a for a in archs}
-    assert len(archs) == 9
+    assert len(archs) == len(arch_names())
     assert names["biggan"]["report_name"] == "DDPM_BigGAN"
     assert names["biggan"]["report_fid"] == pytest.approx(53.096)
     assert names["baseline"]["params"] == 23_332_739
