@@ -21,7 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     train = subparsers.add_parser("train", help="train a variant (defaults: the report's CIFAR-10 setup)")
     train.add_argument(
-        "--arch", required=True, help="variant name or report name, e.g. biggan or DDPM_BigGAN"
+        "--arch",
+        required=True,
+        help="variant or report name (biggan, DDPM_BigGAN), or presets joined by '+' (biggan+anti_aliasing)",
     )
     train.add_argument("--dataset", default="cifar10", help="cifar10 (default), digits, or folder:<path>")
     train.add_argument("--epochs", type=int, default=100)
@@ -37,6 +39,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--ema", action="store_true", help="keep an EMA of the weights (decay --ema-decay)")
     train.add_argument("--ema-decay", type=float, default=0.9999)
     train.add_argument("--image-size", type=int, default=32, help="for folder datasets (digits are upscaled)")
+    train.add_argument("--schedule", default="linear", choices=["linear", "cosine"], help="noise schedule")
+    train.add_argument(
+        "--dropout", type=float, help="dropout rate (default: the arch's own; 0.1 for ddpm_original)"
+    )
     train.add_argument("--run-id", help="name of the run folder (default: <arch>-<time>-<random>)")
     train.add_argument(
         "--resume", metavar="RUN_ID", help="continue an existing run from its latest checkpoint"
@@ -121,6 +127,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             ema=args.ema,
             ema_decay=args.ema_decay,
             image_size=args.image_size,
+            schedule=args.schedule,
+            dropout=args.dropout,
         )
         run_id = args.run_id
         if run_id and RunDir.of(root, run_id).exists():

@@ -30,7 +30,8 @@ RUNNING, SUCCEEDED, CANCELLED, FAILED = "running", "succeeded", "cancelled", "fa
 
 
 def new_run_id(arch: str) -> str:
-    return f"{arch}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{secrets.token_hex(3)}"
+    # Combined presets ("anti_aliasing+biggan") become "anti_aliasing.biggan": run ids stay URL- and path-safe.
+    return f"{arch.replace('+', '.')}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{secrets.token_hex(3)}"
 
 
 def checkpoint_name(step: int) -> str:

@@ -11,7 +11,9 @@ import torch.nn.functional as F
 from ddpm.errors import InvalidOption
 
 DEFAULT_TIMESTEPS = 1000
-SCHEDULE_KINDS = ("linear",)
+SCHEDULE_KINDS = ("linear", "cosine")
+COSINE_OFFSET = 0.008  # Nichol & Dhariwal's s: keeps beta_0 from being vanishingly small
+MAX_BETA = 0.999  # their clip, avoiding a singularity at t = T
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,21 @@ def linear_schedule(
     return NoiseSchedule(betas=betas, alphas=alphas, alpha_bars=torch.cumprod(alphas, dim=0))
 
 
+def cosine_schedule(timesteps: int = DEFAULT_TIMESTEPS) -> NoiseSchedule:
+    """Nichol & Dhariwal 2021: alpha_bar(t) = f(t) / f(0), f(t) = cos^2(((t/T + s) / (1 + s)) pi/2),
+    betas = 1 - alpha_bar_t / alpha_bar_{t-1} clipped to 0.999 (index t here is their t + 1)."""
+    if timesteps < 1:
+        raise InvalidOption(f"timesteps must be >= 1, got {timesteps}")
+    steps = torch.arange(timesteps + 1, dtype=torch.float64) / timesteps
+    f = torch.cos((steps + COSINE_OFFSET) / (1 + COSINE_OFFSET) * torch.pi / 2) ** 2
+    abar = f / f[0]
+    betas = (1 - abar[1:] / abar[:-1]).clamp(max=MAX_BETA)
+    alphas = 1.0 - betas
+    return NoiseSchedule(betas=betas, alphas=alphas, alpha_bars=torch.cumprod(alphas, dim=0))
+
+
 def make_schedule(kind: str = "linear", timesteps: int = DEFAULT_TIMESTEPS) -> NoiseSchedule:
-    if kind not in SCHEDULE_KINDS:
+    schedules = {"linear": linear_schedule, "cosine": cosine_schedule}
+    if kind not in schedules:
         raise InvalidOption(f"schedule {kind!r} is not valid; choose one of {list(SCHEDULE_KINDS)}")
-    return linear_schedule(timesteps)
+    return schedules[kind](timesteps)

@@ -29,7 +29,7 @@ from ddpm.runs import (
     RunDir,
     new_run_id,
 )
-from ddpm.schedule import make_schedule
+from ddpm.schedule import SCHEDULE_KINDS, make_schedule
 from ddpm.seeding import STREAM_TRAINING, derive_seed
 
 # Limits shared with the API's validation (service/ mirrors these numbers without importing torch).
@@ -57,7 +57,8 @@ class TrainConfig:
     ema_decay: float = 0.9999
     flip: bool | None = None  # None: the dataset's default (on for CIFAR-10 and folders, off for digits)
     image_size: int = 32
-    schedule: str = "linear"
+    schedule: str = "linear"  # or "cosine" (Nichol & Dhariwal 2021)
+    dropout: float | None = None  # None: the arch's own (0 for the report's variants, 0.1 for ddpm_original)
 
     def __post_init__(self) -> None:
         from models import resolve_arch
@@ -81,6 +82,12 @@ class TrainConfig:
             raise InvalidOption(f"ema_decay must be in (0, 1), got {self.ema_decay}")
         if self.channels is not None:
             object.__setattr__(self, "channels", tuple(self.channels))
+        if self.schedule not in SCHEDULE_KINDS:
+            raise InvalidOption(
+                f"schedule {self.schedule!r} is not valid; choose one of {list(SCHEDULE_KINDS)}"
+            )
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            raise InvalidOption(f"dropout must be in [0, 1), got {self.dropout}")
         if self.dataset == "cifar10" and self.image_size != 32:
             raise InvalidOption(
                 f"cifar10 images are 32x32 (got image_size={self.image_size}); image_size applies to digits "
@@ -88,7 +95,12 @@ class TrainConfig:
             )
 
     def model_options(self) -> dict[str, Any]:
-        return {"width": self.width, **({"channels": self.channels} if self.channels else {})}
+        options: dict[str, Any] = {"width": self.width}
+        if self.channels:
+            options["channels"] = self.channels
+        if self.dropout is not None:
+            options["dropout"] = self.dropout
+        return options
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -251,11 +263,14 @@ class Trainer:
             if ema is not None:
                 ema.shadow = {k: v.to(self.device) for k, v in state.ema.items()}
             generator.set_state(state.rng["generator"])
+            _restore_global_rng(state.rng, self.device)
             step = state.step
             checkpoints = self.run.read().get("checkpoints", [])
             checkpoints = [c for c in checkpoints if c["step"] <= step]
         else:
             self.run.path.mkdir(parents=True, exist_ok=True)
+            # torch's global generators drive dropout: seed them so a fresh run is reproducible too.
+            torch.manual_seed(derive_seed(cfg.seed, STREAM_TRAINING, 2))
         self._write_record(model_config.to_dict(), total_steps, steps_per_epoch, step, checkpoints, RUNNING)
         self._truncate_loss_history(step)
 
@@ -432,7 +447,7 @@ class Trainer:
             model=model.state_dict(),
             ema=ema.shadow if ema is not None else {},
             optimizer=optimizer.state_dict(),
-            rng={"generator": generator.get_state()},
+            rng={"generator": generator.get_state(), **_global_rng(self.device)},
         )
         # Kept checkpoint first, then latest: a crash between the two still resumes from a step <= kept.
         if keep:
@@ -445,6 +460,21 @@ class Trainer:
         if keep:
             for hook in self.hooks.on_checkpoint:
                 hook(checkpoints[-1])
+
+
+def _global_rng(device: torch.device) -> dict[str, torch.Tensor]:
+    """Dropout draws from torch's global generators: saved so that resume stays exact with dropout."""
+    states = {"torch_cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        states["torch_cuda"] = torch.cuda.get_rng_state(device)
+    return states
+
+
+def _restore_global_rng(states: dict[str, torch.Tensor], device: torch.device) -> None:
+    if "torch_cpu" in states:
+        torch.set_rng_state(states["torch_cpu"])
+    if device.type == "cuda" and "torch_cuda" in states:
+        torch.cuda.set_rng_state(states["torch_cuda"], device)
 
 
 def _jsonish(value: Any) -> Any:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from models.config import ConfigError, UNetConfig
+from models.config import ConfigError, HoUNetConfig, ModelConfig, UNetConfig, config_from_dict
 from models.registry import (
     ARCHS,
     ArchSpec,
@@ -25,7 +25,7 @@ from models.registry import (
 )
 
 if TYPE_CHECKING:
-    from models.unet import UNet
+    import torch
 
 __all__ = [
     "ARCHS",
@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 
-def build_model(name: str, width: float = 1.0, **options: Any) -> UNet:
+def build_model(name: str, width: float = 1.0, **options: Any) -> torch.nn.Module:
     """The nn.Module of variant `name` (registry or report name), called as model(x, t).
 
     `width` scales every channel count; `channels=(...)`, `bottleneck=(...)` or any UNetConfig field
@@ -60,10 +60,12 @@ def unet_attention_type() -> type:
     return SelfAttention
 
 
-def build_from_config(config: UNetConfig | dict[str, Any]) -> UNet:
+def build_from_config(config: ModelConfig | dict[str, Any]) -> torch.nn.Module:
     """Rebuild a network from a stored config (as kept in every checkpoint)."""
+    from models.ho_unet import HoUNet
     from models.unet import UNet
 
     if isinstance(config, dict):
-        config = UNetConfig.from_dict(config)
-    return UNet(config)
+        config = config_from_dict(config)
+    networks: dict[type, type[torch.nn.Module]] = {UNetConfig: UNet, HoUNetConfig: HoUNet}
+    return networks[type(config)](config)

@@ -28,11 +28,18 @@ def _double_conv_chain(c_in: int, c_out: int, c_mid: int, config: UNetConfig) ->
     """The report's 'residual block': (1 + pre_blocks) residual DoubleConv(C_in, C_in), then
     DoubleConv(C_in, C_out), itself residual only with extra_res_link."""
     layers = [
-        DoubleConv(c_in, c_in, residual=True, skip_scale=config.skip_scale)
+        DoubleConv(c_in, c_in, residual=True, skip_scale=config.skip_scale, dropout=config.dropout)
         for _ in range(1 + config.pre_blocks)
     ]
     layers.append(
-        DoubleConv(c_in, c_out, c_mid, residual=config.extra_res_link, skip_scale=config.skip_scale)
+        DoubleConv(
+            c_in,
+            c_out,
+            c_mid,
+            residual=config.extra_res_link or config.res_link_all,
+            skip_scale=config.skip_scale,
+            dropout=config.dropout,
+        )
     )
     return nn.Sequential(*layers)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 BlockKind = Literal["double_conv", "rdb", "convnext", "biggan"]
 StemKind = Literal["double_conv", "conv1x1"]
@@ -46,6 +46,8 @@ class UNetConfig:
     extra_res_link: bool = False  # res_link: the second DoubleConv of each stage gets a (projected) skip
     pre_blocks: int = 0  # four_double_conv: extra residual DoubleConv(C_in, C_in) before the first one
     skip_scale: float = 1.0  # every residual sum is multiplied by this (four_double_conv: 1/sqrt(2))
+    res_link_all: bool = False  # also give the stem and bottleneck DoubleConvs (projected) residual links
+    dropout: float = 0.0  # inside every DoubleConv, before its second conv (Ho et al. use 0.1)
     attention: bool = True  # self-attention after every down and up stage
     attention_heads: int = 4
     anti_alias: bool = False  # [1,2,1]x[1,2,1]/16 per-channel blur before every downsampling
@@ -53,8 +55,11 @@ class UNetConfig:
     in_channels: int = 3
     time_embed_dim: int = TIME_EMBED_DIM
 
+    network: ClassVar[str] = "unet"
+
     def __post_init__(self) -> None:
         _check_choice("block", self.block, BLOCK_KINDS)
+        _check_dropout(self.dropout)
         _check_choice("stem", self.stem, STEM_KINDS)
         _check_choice("pool", self.pool, POOL_KINDS)
         if len(self.channels) < 2:
@@ -76,6 +81,11 @@ class UNetConfig:
                 )
         if self.pre_blocks < 0:
             raise ConfigError(f"pre_blocks must be >= 0, got {self.pre_blocks}")
+        if self.block != "double_conv" and (self.extra_res_link or self.pre_blocks):
+            raise ConfigError(
+                f"extra_res_link and pre_blocks shape DoubleConv stages (block='double_conv'), not "
+                f"block={self.block!r}; res_link_all adds residual links to the stem and bottleneck instead"
+            )
         if not (0.0 < self.skip_scale <= 1.0):
             raise ConfigError(f"skip_scale must be in (0, 1], got {self.skip_scale}")
         if self.time_embed_dim <= 0 or self.time_embed_dim % 2:
@@ -87,19 +97,94 @@ class UNetConfig:
         return len(self.channels) - 1
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {"network": self.network, **dataclasses.asdict(self)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> UNetConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown model options {unknown}; valid: {sorted(known)}")
-        values = dict(data)
-        for key in ("channels", "bottleneck"):
-            if key in values:
-                values[key] = tuple(values[key])
-        return cls(**values)
+        return _from_dict(cls, data, tuple_fields=("channels", "bottleneck"))
+
+    def with_width(self, width: float) -> UNetConfig:
+        return dataclasses.replace(
+            self,
+            channels=tuple(scale_width(c, width) for c in self.channels),
+            bottleneck=tuple(scale_width(c, width) for c in self.bottleneck),
+        )
+
+
+@dataclass(frozen=True)
+class HoUNetConfig:
+    """The CIFAR-10 network of Ho et al. 2020 (their diffusion_tf unet, about 35.7M parameters).
+
+    Levels run at 32, 16, 8, 4 for 32x32 inputs; attn_levels are level indices (1 = 16x16 there).
+    """
+
+    ch: int = 128
+    ch_mult: tuple[int, ...] = (1, 2, 2, 2)
+    num_res_blocks: int = 2
+    attn_levels: tuple[int, ...] = (1,)
+    dropout: float = 0.1
+    in_channels: int = 3
+
+    network: ClassVar[str] = "ho_unet"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.ch, int) or self.ch <= 0 or self.ch % CHANNEL_MULTIPLE:
+            raise ConfigError(f"ch must be a positive multiple of {CHANNEL_MULTIPLE}, got {self.ch!r}")
+        if not self.ch_mult or any(not isinstance(m, int) or m <= 0 for m in self.ch_mult):
+            raise ConfigError(f"ch_mult must be positive integers, got {self.ch_mult!r}")
+        if self.num_res_blocks < 1:
+            raise ConfigError(f"num_res_blocks must be >= 1, got {self.num_res_blocks}")
+        bad = [level for level in self.attn_levels if not 0 <= level < len(self.ch_mult)]
+        if bad:
+            raise ConfigError(f"attn_levels {bad} out of range: levels are 0..{len(self.ch_mult) - 1}")
+        _check_dropout(self.dropout)
+
+    @property
+    def levels(self) -> int:
+        """Number of downsamplings; inputs must be divisible by 2**levels."""
+        return len(self.ch_mult) - 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"network": self.network, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> HoUNetConfig:
+        return _from_dict(cls, data, tuple_fields=("ch_mult", "attn_levels"))
+
+    def with_width(self, width: float) -> HoUNetConfig:
+        return dataclasses.replace(self, ch=scale_width(self.ch, width))
+
+
+ModelConfig = UNetConfig | HoUNetConfig
+CONFIG_CLASSES: dict[str, type[UNetConfig] | type[HoUNetConfig]] = {
+    UNetConfig.network: UNetConfig,
+    HoUNetConfig.network: HoUNetConfig,
+}
+
+
+def config_from_dict(data: dict[str, Any]) -> ModelConfig:
+    """Rebuild any network's config from its to_dict() (checkpoints without 'network' are UNets)."""
+    network = data.get("network", UNetConfig.network)
+    if network not in CONFIG_CLASSES:
+        raise ConfigError(f"unknown network {network!r}; valid: {sorted(CONFIG_CLASSES)}")
+    return CONFIG_CLASSES[network].from_dict(data)
+
+
+def _from_dict(cls: Any, data: dict[str, Any], tuple_fields: tuple[str, ...]) -> Any:
+    values = {k: v for k, v in data.items() if k != "network"}
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown model options {unknown}; valid: {sorted(known)}")
+    for key in tuple_fields:
+        if key in values:
+            values[key] = tuple(values[key])
+    return cls(**values)
+
+
+def _check_dropout(dropout: float) -> None:
+    if not isinstance(dropout, int | float) or isinstance(dropout, bool) or not 0.0 <= dropout < 1.0:
+        raise ConfigError(f"dropout must be in [0, 1), got {dropout!r}")
 
 
 def _check_choice(name: str, value: str, valid: tuple[str, ...]) -> None:
@@ -114,7 +199,7 @@ def scale_width(width: int, multiplier: float) -> int:
     return max(CHANNEL_MULTIPLE, CHANNEL_MULTIPLE * round(width * multiplier / CHANNEL_MULTIPLE))
 
 
-def apply_width(config: UNetConfig, width: float) -> UNetConfig:
+def apply_width(config: ModelConfig, width: float) -> ModelConfig:
     """The same architecture with every channel count scaled by `width` (tiny test models use ~0.125)."""
     if (
         not isinstance(width, int | float)
@@ -123,8 +208,4 @@ def apply_width(config: UNetConfig, width: float) -> UNetConfig:
         or width <= 0
     ):
         raise ConfigError(f"width must be a number > 0, got {width!r}")
-    return dataclasses.replace(
-        config,
-        channels=tuple(scale_width(c, width) for c in config.channels),
-        bottleneck=tuple(scale_width(c, width) for c in config.bottleneck),
-    )
+    return config.with_width(width)

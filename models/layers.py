@@ -28,11 +28,13 @@ class DoubleConv(nn.Module):
         c_mid: int | None = None,
         residual: bool = False,
         skip_scale: float = 1.0,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         c_mid = c_out if c_mid is None else c_mid
         self.residual = residual
         self.skip_scale = skip_scale
+        self.dropout = dropout
         self.body = nn.Sequential(
             nn.Conv2d(c_in, c_mid, 3, padding=1, bias=False),
             nn.GroupNorm(1, c_mid),
@@ -42,10 +44,17 @@ class DoubleConv(nn.Module):
         )
         self.proj = nn.Conv2d(c_in, c_out, 1) if residual and c_in != c_out else nn.Identity()
 
+    def _convs(self, x: torch.Tensor) -> torch.Tensor:
+        conv1, norm1, act, conv2, norm2 = self.body
+        h = act(norm1(conv1(x)))
+        if self.dropout:  # where Ho et al. put it: before the second conv (no module, so keys stay put)
+            h = F.dropout(h, self.dropout, self.training)
+        return norm2(conv2(h))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.residual:
-            return self.body(x)
-        total = self.proj(x) + self.body(x)
+            return self._convs(x)
+        total = self.proj(x) + self._convs(x)
         if self.skip_scale != 1.0:
             total = total * self.skip_scale
         return F.gelu(total)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
-from models.config import ConfigError, UNetConfig, apply_width
+from models.config import ConfigError, HoUNetConfig, ModelConfig, UNetConfig, apply_width
 
 BASELINE = UNetConfig()
 
@@ -22,8 +23,8 @@ class ArchSpec:
     name: str
     report_name: str
     description: str
-    config: UNetConfig
-    params: int  # at the default (report) size; verified by tests/test_models.py
+    config: ModelConfig
+    params: int | None  # at the default (report) size, verified by tests; None for ad-hoc combinations
     report_fid: float | None = None  # Table 1 of the report: CIFAR-10, 100 epochs, 4096 samples
     aliases: tuple[str, ...] = ()
 
@@ -120,6 +121,40 @@ _SPECS: tuple[ArchSpec, ...] = (
         params=14_861_059,
         report_fid=53.096,
     ),
+    # --- rows the report never filled -------------------------------------------------------------
+    ArchSpec(
+        name="biggan_no_attention",
+        report_name="DDPM_BigGAN_NoAttention",
+        description="The report's ablation: BigGAN blocks without self-attention (same as biggan+pure_unet).",
+        config=_preset(block="biggan", pool="avg", attention=False),
+        params=13_819_907,
+        report_fid=75.941,
+    ),
+    ArchSpec(
+        name="biggan_res_link",
+        report_name="DDPM_BigGAN_ResLink",
+        description="The report's two best ingredients combined: BigGAN blocks plus residual links on "
+        "every remaining DoubleConv (stem and bottleneck).",
+        config=_preset(block="biggan", pool="avg", res_link_all=True),
+        params=15_124_227,
+    ),
+    ArchSpec(
+        name="biggan_res_link_aa",
+        report_name="DDPM_BigGAN_ResLink_AntiAliasing",
+        description="biggan_res_link with the [1,2,1] blur before every (average) pooling.",
+        config=_preset(block="biggan", pool="avg", res_link_all=True, anti_alias=True),
+        params=15_124_227,
+    ),
+    ArchSpec(
+        name="ddpm_original",
+        report_name="DDPM_Original",
+        description="The CIFAR-10 network of Ho et al. 2020: 128 x (1, 2, 2, 2) channels, two residual "
+        "blocks per resolution, attention at 16x16, GroupNorm(32), SiLU, dropout 0.1.",
+        config=HoUNetConfig(),
+        params=35_746_307,
+        report_fid=3.17,
+        aliases=("DDPM", "Ho2020"),
+    ),
 )
 
 ARCHS: dict[str, ArchSpec] = {spec.name: spec for spec in _SPECS}
@@ -143,16 +178,63 @@ def arch_names() -> list[str]:
     return list(ARCHS)
 
 
+COMBINE = "+"
+
+
 def resolve_arch(name: str) -> str:
-    """Canonical registry name for `name`, accepting report names case-insensitively (DDPM_BigGAN)."""
-    if not isinstance(name, str) or _normalise(name) not in _LOOKUP:
-        valid = ", ".join(f"{s.name} ({s.report_name})" for s in _SPECS)
-        raise UnknownArchError(f"unknown arch {name!r}; valid: {valid}")
-    return _LOOKUP[_normalise(name)]
+    """Canonical name for `name`: registry or report names, case-insensitive (DDPM_BigGAN), or a
+    combination of skeleton presets joined by '+' ("biggan+anti_aliasing", "biggan+pure_unet"),
+    returned in registry order. A combination whose parts disagree, or that the blocks do not allow,
+    raises ConfigError naming the clash."""
+    # Spaces separate parts too: an unencoded '+' in a URL query arrives as a space.
+    parts = re.split(r"[+\s]+", name.strip()) if isinstance(name, str) else [name]
+    canonical = []
+    for part in parts:
+        if not isinstance(part, str) or _normalise(part) not in _LOOKUP:
+            valid = ", ".join(f"{s.name} ({s.report_name})" for s in _SPECS)
+            raise UnknownArchError(
+                f"unknown arch {part!r}; valid: {valid}; or a combination joined by '+', e.g. biggan+anti_aliasing"
+            )
+        canonical.append(_LOOKUP[_normalise(part)])
+    ordered = [arch for arch in ARCHS if arch in canonical]
+    if len(ordered) == 1:
+        return ordered[0]
+    _combined_config(ordered)  # validate now, so a bad combination fails at the edge
+    return COMBINE.join(ordered)
+
+
+def _combined_config(names: list[str]) -> UNetConfig:
+    """Merge each preset's changes from the baseline; two presets setting one field differently clash."""
+    changes: dict[str, tuple[str, Any]] = {}
+    for name in names:
+        config = ARCHS[name].config
+        if not isinstance(config, UNetConfig):
+            raise ConfigError(f"{name} is its own network and cannot be combined with skeleton presets")
+        for field in dataclasses.fields(UNetConfig):
+            value = getattr(config, field.name)
+            if value == getattr(BASELINE, field.name):
+                continue
+            if field.name in changes and changes[field.name][1] != value:
+                other = changes[field.name][0]
+                raise ConfigError(
+                    f"{other} and {name} disagree on {field.name} ({changes[field.name][1]!r} vs {value!r})"
+                )
+            changes[field.name] = (name, value)
+    return dataclasses.replace(BASELINE, **{key: value for key, (_, value) in changes.items()})
 
 
 def get_arch(name: str) -> ArchSpec:
-    return ARCHS[resolve_arch(name)]
+    canonical = resolve_arch(name)
+    if canonical in ARCHS:
+        return ARCHS[canonical]
+    parts = canonical.split(COMBINE)
+    return ArchSpec(
+        name=canonical,
+        report_name=COMBINE.join(ARCHS[p].report_name for p in parts),
+        description="combination of " + ", ".join(parts),
+        config=_combined_config(parts),
+        params=None,
+    )
 
 
 def list_archs() -> list[dict[str, Any]]:
@@ -166,13 +248,15 @@ def arch_config(
     channels: tuple[int, ...] | None = None,
     bottleneck: tuple[int, ...] | None = None,
     **overrides: Any,
-) -> UNetConfig:
+) -> ModelConfig:
     """The resolved config of a variant: preset, then explicit overrides, then the width multiplier.
 
     Explicit `channels`/`bottleneck` are taken as given (the multiplier scales only preset widths).
     """
     config = get_arch(name).config
-    known = {f.name for f in dataclasses.fields(UNetConfig)}
+    if not isinstance(config, UNetConfig) and (channels is not None or bottleneck is not None):
+        raise ConfigError(f"{name} is not built from the UNet skeleton: channels/bottleneck do not apply")
+    known = {f.name for f in dataclasses.fields(type(config))}
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise ConfigError(f"unknown model options {unknown}; valid: {sorted(known | {'width'})}")

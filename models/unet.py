@@ -39,14 +39,21 @@ class UNet(nn.Module):
         ch = config.channels
         down_block, up_block = BLOCKS[config.block]
         if config.stem == "double_conv":
-            self.stem: nn.Module = DoubleConv(config.in_channels, ch[0])
+            self.stem: nn.Module = DoubleConv(
+                config.in_channels, ch[0], residual=config.res_link_all, dropout=config.dropout
+            )
         else:
             self.stem = nn.Conv2d(config.in_channels, ch[0], 1)
         self.downs = nn.ModuleList(
             Stage(down_block(ch[i], ch[i + 1], config), ch[i + 1], config) for i in range(config.levels)
         )
         widths = (ch[-1], *config.bottleneck, ch[-1])
-        self.bottleneck = nn.Sequential(*(DoubleConv(a, b) for a, b in zip(widths, widths[1:], strict=False)))
+        self.bottleneck = nn.Sequential(
+            *(
+                DoubleConv(a, b, residual=config.res_link_all, dropout=config.dropout)
+                for a, b in zip(widths, widths[1:], strict=False)
+            )
+        )
         ups = []
         c_x = ch[-1]
         for level in reversed(range(config.levels)):  # skip levels, deepest first

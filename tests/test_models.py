@@ -31,10 +31,17 @@ def test_output_shape_equals_input_shape(arch: str) -> None:
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_gradients_reach_every_parameter(arch: str) -> None:
+    """Checked after three optimizer steps: ddpm_original zero-initialises its output convs (as Ho et
+    al.), so at step 0 only conv_out gets a gradient, then the residual branches' last convs, then the rest."""
     torch.manual_seed(0)
     net = models.build_model(arch, width=TINY_WIDTH)
     x, t = _batch()
-    net(x, t).square().mean().backward()
+    target = torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    for _ in range(3):
+        optimizer.zero_grad(set_to_none=True)
+        (net(x, t) - target).square().mean().backward()
+        optimizer.step()
     missing = [name for name, p in net.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert not missing, f"{arch}: no gradient reaches {missing}"
 
@@ -207,3 +214,54 @@ def test_readme_table_lists_every_variant_with_its_parameter_count() -> None:
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     for spec in models.ARCHS.values():
         assert f"| {spec.name} | {spec.report_name} | {spec.params:,} |" in readme
+
+
+def test_ddpm_original_is_ho_et_als_cifar10_network() -> None:
+    net = models.build_model("ddpm_original")
+    count = sum(p.numel() for p in net.parameters())
+    assert abs(count - 35.7e6) / 35.7e6 < 0.01 and count == 35_746_307
+    attention = [m for m in net.modules() if type(m).__name__ == "AttnBlock"]
+    assert len(attention) == 2 + 3 + 1, "16x16 only: 2 down blocks, 3 up blocks, and the middle"
+    groups = {m.num_groups for m in net.modules() if isinstance(m, torch.nn.GroupNorm)}
+    assert groups == {32}
+    assert net.config.dropout == 0.1
+
+
+def test_dropout_is_active_in_training_only() -> None:
+    net = models.build_model("pure_unet", width=TINY_WIDTH, dropout=0.5)
+    x, t = _batch()
+    with torch.no_grad():
+        net.train()
+        assert not torch.equal(net(x, t), net(x, t)), "dropout must draw fresh masks while training"
+        net.eval()
+        assert torch.equal(net(x, t), net(x, t))
+    assert set(net.state_dict()) == set(models.build_model("pure_unet", width=TINY_WIDTH).state_dict())
+    with pytest.raises(ConfigError, match="dropout must be in"):
+        models.build_model("baseline", dropout=1.5)
+
+
+def test_presets_combine_with_plus() -> None:
+    assert models.resolve_arch("anti_aliasing+DDPM_BigGAN") == "anti_aliasing+biggan"
+    assert models.resolve_arch("biggan anti_aliasing") == "anti_aliasing+biggan", "a URL's unencoded '+'"
+    assert models.get_arch("biggan+pure_unet").config == models.get_arch("biggan_no_attention").config
+    combined = models.get_arch("biggan_res_link+anti_aliasing").config
+    assert combined == models.get_arch("biggan_res_link_aa").config
+    net = models.build_model("res_link+anti_aliasing+four_double_conv", width=TINY_WIDTH)
+    x, t = _batch()
+    assert net(x, t).shape == x.shape
+    assert net.config.extra_res_link and net.config.anti_alias and net.config.pre_blocks == 2
+    with pytest.raises(ConfigError, match="convnext and biggan disagree on block"):
+        models.resolve_arch("convnext+biggan")
+    with pytest.raises(ConfigError, match="shape DoubleConv stages"):
+        models.resolve_arch("biggan+res_link")
+    with pytest.raises(ConfigError, match="its own network"):
+        models.resolve_arch("ddpm_original+anti_aliasing")
+    with pytest.raises(models.UnknownArchError, match="unknown arch 'nope'"):
+        models.resolve_arch("biggan+nope")
+
+
+def test_res_link_all_projects_the_stem_and_bottleneck() -> None:
+    shapes = _shapes(models.build_model("biggan_res_link"))
+    assert shapes["stem.proj.weight"] == (64, 3, 1, 1)
+    assert shapes["bottleneck.0.proj.weight"] == (512, 256, 1, 1)
+    assert "bottleneck.1.proj.weight" not in shapes, "identity where widths match"

@@ -136,3 +136,34 @@ def test_ddim_clips_the_predicted_x0_to_the_data_range() -> None:
     x0 = _one_image()
     unclipped = ddim_sample(_oracle(x0), SCHEDULE, ImageNoise(0, 1), x0.shape, steps=10, clip_x0=False)
     assert torch.allclose(unclipped, ddim_sample(_oracle(x0), SCHEDULE, ImageNoise(0, 1), x0.shape, steps=10))
+
+
+def test_cosine_schedule_follows_nichol_and_dhariwal() -> None:
+    from ddpm.schedule import cosine_schedule, make_schedule
+
+    cosine = cosine_schedule()
+    steps = torch.arange(1, 1001, dtype=torch.float64) / 1000
+    f = (
+        torch.cos((steps + 0.008) / 1.008 * torch.pi / 2) ** 2
+        / torch.cos(torch.tensor(0.008 / 1.008 * torch.pi / 2, dtype=torch.float64)) ** 2
+    )
+    assert torch.allclose(cosine.alpha_bars[:-1], f[:-1], rtol=1e-9), "exact until the beta clip at the end"
+    assert cosine.betas.max().item() == pytest.approx(0.999)
+    assert make_schedule("cosine").timesteps == 1000
+    with pytest.raises(InvalidOption, match="choose one of"):
+        make_schedule("sigmoid")
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
+def test_the_oracle_check_holds_on_the_cosine_schedule(sampler: str) -> None:
+    from ddpm.schedule import cosine_schedule
+
+    schedule = cosine_schedule()
+    x0 = _one_image()
+
+    def eps_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        abar = schedule.alpha_bars[t].to(x.dtype)[:, None, None, None]
+        return (x - abar.sqrt() * x0) / (1 - abar).sqrt()
+
+    out = sample(eps_fn, schedule, ImageNoise(1, 2), sampler=sampler, image_shape=x0.shape)
+    assert (out - x0).abs().max().item() < 1e-4

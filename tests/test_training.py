@@ -12,6 +12,7 @@ from ddpm.checkpoints import Checkpoint, load_checkpoint, load_model, save_check
 from ddpm.errors import CheckpointError, InvalidOption
 from ddpm.runs import RunDir, list_runs, newest_checkpoint
 from ddpm.training import TrainConfig, TrainHooks, train
+from models import arch_names, build_model
 from tests.conftest import TINY_WIDTH, make_image_folder
 
 
@@ -247,3 +248,33 @@ def test_resume_with_no_loadable_checkpoint_fails_clearly(folder_data: Path) -> 
         path.write_bytes(b"")
     with pytest.raises(CheckpointError, match="no loadable checkpoint to resume from"):
         train(_config(max_steps=4), folder_data, run_id="dead", device="cpu")
+
+
+def test_resume_is_exact_with_dropout_and_the_cosine_schedule(folder_data: Path) -> None:
+    options = dict(dropout=0.2, schedule="cosine")
+    train(_config(max_steps=6, **options), folder_data, run_id="d-straight", device="cpu")
+    train(_config(max_steps=2, **options), folder_data, run_id="d-split", device="cpu")
+    torch.rand(100)  # the caller's own use of the global generator must not leak into the run
+    train(_config(max_steps=6, **options), folder_data, run_id="d-split", device="cpu")
+    straight, split = _weights(folder_data, "d-straight"), _weights(folder_data, "d-split")
+    assert all(torch.equal(straight[k], split[k]) for k in straight)
+    assert RunDir.of(folder_data, "d-split").read()["model_config"]["dropout"] == 0.2
+
+
+@pytest.mark.parametrize("arch", arch_names())
+def test_every_variant_round_trips_through_a_checkpoint(arch: str, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = build_model(arch, width=TINY_WIDTH).eval()
+    meta = {"arch": arch, "model_config": net.config.to_dict(), "step": 0}
+    path = tmp_path / "c.safetensors"
+    save_checkpoint(path, Checkpoint(meta=meta, model=net.state_dict()))
+    again, _ = load_model(path)
+    x, t = torch.randn(2, 3, 32, 32), torch.tensor([3, 700])
+    with torch.no_grad():
+        assert torch.equal(net(x, t), again(x, t))
+
+
+def test_a_combined_preset_trains_under_a_safe_run_id(folder_data: Path) -> None:
+    result = train(_config(arch="pure_unet+anti_aliasing", max_steps=1), folder_data, device="cpu")
+    assert result.run_id.startswith("pure_unet.anti_aliasing-") and result.status == "succeeded"
+    assert RunDir.of(folder_data, result.run_id).read()["arch"] == "pure_unet+anti_aliasing"
