@@ -14,8 +14,13 @@ def broker_options(settings: Settings) -> dict[str, Any]:
     """Shared by the API and the workers: both sides of the Redis transport must agree on these."""
     return {
         # Redis redelivers a message that is not acked within this long. Tasks ack late (after the
-        # job), so it must exceed the longest training, or a second worker would start the same job.
+        # job), so a job longer than this is delivered again while it runs; the job's lease drops that
+        # copy (workers/tasks.py), and the default (7 days) keeps it from happening at all.
         "visibility_timeout": settings.visibility_timeout_s,
+        # How often a worker scans for messages past the visibility timeout (kombu: interval x throttle
+        # seconds, 100 s by default); a short timeout (tests) is scanned as often as it can expire.
+        "unacked_restore_interval": max(1, min(10, settings.visibility_timeout_s // 2)),
+        "unacked_restore_throttle": 1 if settings.visibility_timeout_s < 600 else 10,
         "socket_connect_timeout": settings.redis_timeout_s,
     }
 

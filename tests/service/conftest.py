@@ -103,12 +103,9 @@ def _cleanup(url: str, tag: str) -> None:
             client.delete(*keys)
 
 
-@pytest.fixture(scope="session")
-def worker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """A real Celery worker on the session's queue, started as compose starts it (`ddpm worker`);
-    CPU, progress written at every step."""
-    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
-    name = f"{settings.key_prefix}@localhost"
+def start_worker(settings: Settings, name: str, log_path: Path, **env_extra: str) -> subprocess.Popen[bytes]:
+    """`ddpm worker` (as compose starts it) on the settings' queue, CPU, progress written at every
+    step; returns once its heartbeat is in Redis. It leads its own process group (kill it with killpg)."""
     env = {
         **os.environ,
         "REDIS_URL": settings.redis_url,
@@ -116,13 +113,19 @@ def worker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
         "DDPM_QUEUE": settings.queue,
         "DDPM_PROGRESS_INTERVAL_S": "0",  # exact step counts for the cancel test
         "DDPM_DOWNLOAD": "0",
+        # Tiny models on a shared 2-core machine: torch's OpenMP threads spin against the other
+        # processes and make a step ~10x slower than one thread does.
+        "OMP_NUM_THREADS": "1",
+        **env_extra,
     }
     command = [
         sys.executable, "-m", "ddpm.cli", "--data-dir", str(settings.data_dir),
         "worker", "--device", "cpu", "--name", name,
     ]  # fmt: skip
-    log = log_path.open("wb")
-    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    with log_path.open("wb") as log:  # the child keeps its own descriptor
+        process = subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     client = redis.Redis.from_url(settings.redis_url)
     deadline = time.monotonic() + WORKER_START_TIMEOUT_S
     while not client.exists(f"{settings.key_prefix}:worker:{name}"):
@@ -130,14 +133,28 @@ def worker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
             process.kill()
             pytest.fail(f"the Celery worker did not start:\n{log_path.read_text()[-4000:]}")
         time.sleep(0.2)
-    yield {"name": name, "log": log_path, "process": process}
+    return process
+
+
+def stop_worker(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
     os.killpg(process.pid, signal.SIGTERM)
     try:
         process.wait(timeout=30)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-    log.close()
+
+
+@pytest.fixture(scope="session")
+def worker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A real Celery worker on the session's queue."""
+    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
+    name = f"{settings.key_prefix}@localhost"
+    process = start_worker(settings, name, log_path)
+    yield {"name": name, "log": log_path, "process": process}
+    stop_worker(process)
 
 
 @pytest.fixture

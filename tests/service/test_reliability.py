@@ -1,0 +1,147 @@
+"""Faults a long job must survive, played out in seconds by real workers on a private Redis.
+
+The workers run with a 2 s lease renewed every 0.5 s and a 2 s broker visibility timeout, so a
+training of a few seconds outlives both. The Redis is private (a redis-server of its own) because a
+short visibility timeout makes every worker on a Redis re-deliver *any* unacked message older than it,
+other sessions' included, and because one test stops and restarts it.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.embedded_redis import EmbeddedRedis
+from service.settings import Settings
+from tests.service.conftest import TINY_TRAIN, finished, start_worker, stop_worker, wait_for
+
+FAST_LEASES = {
+    "DDPM_LEASE_S": "2",
+    "DDPM_JOB_HEARTBEAT_S": "0.5",
+    "DDPM_WORKER_HEARTBEAT_S": "0.5",
+    "DDPM_VISIBILITY_TIMEOUT_S": "1",
+}
+# 96 real digits as an image folder, batch 16: 6 steps an epoch (a latest checkpoint at each epoch end),
+# a few hundredths of a second a step, so epochs stay short and checkpoints come often.
+FOLDER_IMAGES, BATCH = 96, 16
+STEPS_PER_EPOCH = FOLDER_IMAGES // BATCH
+LONG_TRAIN = {**TINY_TRAIN, "arch": "pure_unet", "dataset": "folder:digits96", "batch_size": BATCH}
+
+
+@pytest.fixture(scope="module")
+def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    server = EmbeddedRedis(tmp_path_factory.mktemp("private-redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def rel_settings(
+    settings: Settings, private_redis: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory
+) -> Settings:
+    data_dir = tmp_path_factory.mktemp("rel-data")
+    _digits_folder(data_dir / "datasets" / "digits96")
+    return settings.model_copy(update={"redis_url": private_redis.url, "data_dir": data_dir})
+
+
+def _digits_folder(folder: Path) -> None:
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    folder.mkdir(parents=True)
+    for i, digit in enumerate(load_digits().images[:FOLDER_IMAGES]):
+        Image.fromarray((digit * 255 / 16).astype("uint8")).save(folder / f"{i:03d}.png")
+
+
+@pytest.fixture(scope="module")
+def workers(rel_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Two workers on one queue, started side by side."""
+    folder = tmp_path_factory.mktemp("rel-workers")
+    names = [f"rel-{label}@localhost" for label in ("a", "b")]
+    with ThreadPoolExecutor(2) as pool:
+        processes = pool.map(
+            lambda name: start_worker(rel_settings, name, folder / f"{name}.log", **FAST_LEASES), names
+        )
+        started = {
+            name: {"process": p, "log": folder / f"{name}.log"}
+            for name, p in zip(names, processes, strict=True)
+        }
+    yield started
+    for worker in started.values():
+        stop_worker(worker["process"])
+
+
+@pytest.fixture
+def rel_client(rel_settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(rel_settings)) as client:
+        yield client
+
+
+def _logs(workers: dict[str, Any]) -> str:
+    return "".join(w["log"].read_text(errors="replace") for w in workers.values())
+
+
+def _loss_rows(settings: Settings, run_id: str) -> list[tuple[int, float]]:
+    """(step, seconds since that process started training) for every row of the run's loss.csv."""
+    with (settings.data_dir / "runs" / run_id / "loss.csv").open(newline="") as handle:
+        return [(int(r[0]), float(r[4])) for r in csv.reader(handle) if r and r[0].isdigit()]
+
+
+def test_a_job_longer_than_the_visibility_timeout_runs_once(
+    rel_client: TestClient, rel_settings: Settings, workers: dict[str, Any]
+) -> None:
+    epochs = 20  # a few seconds: longer than the visibility timeout plus one restore scan
+    response = rel_client.post("/train", json={**LONG_TRAIN, "epochs": epochs, "checkpoint_every": 10})
+    assert response.status_code == 202, response.text
+    job_id, run_id = response.json()["job_id"], response.json()["run_id"]
+    job = wait_for(rel_client, job_id, finished, timeout=120)
+    assert job["state"] == "succeeded", job
+    assert job["attempts"] == 1 and job["step"] == epochs * STEPS_PER_EPOCH
+    # The broker handed the unacked message to the idle worker after 1 s; its lease check dropped it.
+    assert f"job {job_id} not run: it is busy" in _logs(workers)
+    steps = [step for step, _ in _loss_rows(rel_settings, run_id)]
+    assert steps == list(range(1, epochs * STEPS_PER_EPOCH + 1))  # every step trained once, in order
+
+
+def test_a_killed_workers_job_resumes_on_another_from_its_checkpoint(
+    rel_client: TestClient, rel_settings: Settings, workers: dict[str, Any]
+) -> None:
+    epochs, every = 12, 2
+    response = rel_client.post("/train", json={**LONG_TRAIN, "epochs": epochs, "checkpoint_every": every})
+    job_id, run_id = response.json()["job_id"], response.json()["run_id"]
+    past_a_checkpoint = every * STEPS_PER_EPOCH + 2
+    job = wait_for(rel_client, job_id, lambda j: (j.get("step") or 0) >= past_a_checkpoint, timeout=120)
+    owner, killed_at = job["worker"], job["step"]
+    process = workers[owner]["process"]
+    os.killpg(process.pid, signal.SIGKILL)  # the whole worker, as when its host or container dies
+    process.wait()
+
+    job = wait_for(rel_client, job_id, finished, timeout=120)
+    total = epochs * STEPS_PER_EPOCH
+    assert job["state"] == "succeeded", job
+    assert job["attempts"] == 2 and job["worker"] != owner
+    assert job["step"] == job["total"] == total
+    run = rel_client.get(f"/runs/{run_id}").json()
+    kept = [STEPS_PER_EPOCH * e for e in range(every, epochs + 1, every)]
+    assert [c["step"] for c in run["checkpoints"]] == kept
+    assert all(c.get("available", True) for c in run["checkpoints"])
+
+    rows = _loss_rows(rel_settings, run_id)
+    assert [step for step, _ in rows] == list(range(1, total + 1))  # no step lost or logged twice
+    # Resumed, not restarted: the new process's clock starts at the step after a checkpoint the
+    # killed one had reached.
+    restarts = [step for (_, before), (step, after) in zip(rows, rows[1:], strict=False) if after < before]
+    assert len(restarts) == 1, restarts
+    resumed_from = restarts[0] - 1
+    assert resumed_from % STEPS_PER_EPOCH == 0 and STEPS_PER_EPOCH <= resumed_from <= killed_at
+    assert f"job {job_id} (train) resumed" in _logs(workers)
