@@ -8,10 +8,12 @@ from __future__ import annotations
 import logging
 
 from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from service.deps import require_api_key
 from service.errors import install_handlers
 from service.jobstore import JobStore
+from service.middleware import BodySizeLimit
 from service.queue import JobQueue
 from service.routes import archs, fid, health, jobs, runs, samples, train
 from service.settings import Settings
@@ -32,6 +34,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.queue = JobQueue(settings)
     install_handlers(app, settings.redis_url)
+    app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    if settings.cors_origins:  # off unless an operator names the browser origins to allow
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Content-Type", "X-API-Key", "Authorization"],
+        )
     guarded = [Depends(require_api_key)]
     for module in (archs, train, jobs, runs, samples, fid):
         app.include_router(module.router, dependencies=guarded)

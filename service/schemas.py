@@ -57,7 +57,7 @@ class TrainRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     arch: ArchName | None = None
-    dataset: Annotated[str, AfterValidator(check_dataset)] = "cifar10"
+    dataset: Annotated[str, Field(max_length=256), AfterValidator(check_dataset)] = "cifar10"
     epochs: int = Field(100, ge=1, le=limits.MAX_EPOCHS)
     max_steps: int | None = Field(
         None, ge=1, le=limits.MAX_TRAIN_STEPS, description="stop after this many steps"
@@ -105,7 +105,9 @@ class SampleQuery(BaseModel):
     n: int = Field(80, ge=1, le=limits.MAX_SAMPLES, description="images in the grid (80 = the report's)")
     nrow: int = Field(10, ge=1, le=limits.MAX_NROW, description="images per row")
     run: RunId | None = Field(None, description="sample this run (default: the arch's newest checkpoint)")
-    checkpoint: int | None = Field(None, ge=0, description="a kept checkpoint's step (needs run)")
+    checkpoint: int | None = Field(
+        None, ge=0, le=limits.MAX_TRAIN_STEPS, description="a kept checkpoint's step (needs run)"
+    )
     sampler: Sampler = "ddpm"
     steps: int | None = Field(None, ge=1, le=limits.MAX_SAMPLER_STEPS, description="ddim steps (default 50)")
     eta: float = Field(0.0, ge=0.0, le=1.0, description="ddim eta: 0 deterministic, 1 DDPM-like")
@@ -135,7 +137,9 @@ class FidRequest(BaseModel):
 
     arch: ArchName | None = None
     run: RunId | None = None
-    checkpoint: int | None = Field(None, ge=0, description="a kept checkpoint's step (needs run)")
+    checkpoint: int | None = Field(
+        None, ge=0, le=limits.MAX_TRAIN_STEPS, description="a kept checkpoint's step (needs run)"
+    )
     n_samples: int | list[int] = Field(
         limits.DEFAULT_FID_SAMPLES,
         description="samples to score; a list gives an FID-vs-N sweep from one sample set",
