@@ -49,6 +49,7 @@ class JobReporter:
         self.token = token
         self.on_lost = on_lost
         self._last = 0.0
+        self._failing = False  # logs an outage once, not at every step
 
     def __call__(self, force: bool = False, **fields: Any) -> None:
         now = time.monotonic()
@@ -56,9 +57,13 @@ class JobReporter:
             try:
                 landed = self.store.progress(self.job_id, self.token, **fields)
             except redis.RedisError as err:
-                log.warning("job %s: progress not written (%s)", self.job_id, err)
+                if not self._failing:
+                    log.warning("job %s: progress not written until Redis answers (%s)", self.job_id, err)
+                self._failing = True
                 return
-            self._last = now
+            if self._failing:
+                log.info("job %s: progress written again", self.job_id)
+            self._failing, self._last = False, now
             if not landed and self.token and not self._still_mine():
                 self.on_lost(self.job_id, "its record no longer names this worker as owner")
 

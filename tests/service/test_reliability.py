@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import os
 import signal
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -145,3 +146,35 @@ def test_a_killed_workers_job_resumes_on_another_from_its_checkpoint(
     resumed_from = restarts[0] - 1
     assert resumed_from % STEPS_PER_EPOCH == 0 and STEPS_PER_EPOCH <= resumed_from <= killed_at
     assert f"job {job_id} (train) resumed" in _logs(workers)
+
+
+def test_redis_stopped_and_started_mid_job(
+    rel_client: TestClient, rel_settings: Settings, private_redis: EmbeddedRedis, workers: dict[str, Any]
+) -> None:
+    """The API answers 503 while Redis is down and recovers by itself; the job, whose worker could not
+    renew its lease for longer than the lease (2 s here), stops itself and resumes once Redis is back."""
+    epochs = 16
+    response = rel_client.post("/train", json={**LONG_TRAIN, "epochs": epochs, "checkpoint_every": 4})
+    job_id, run_id = response.json()["job_id"], response.json()["run_id"]
+    wait_for(rel_client, job_id, lambda j: (j.get("step") or 0) >= 2 * STEPS_PER_EPOCH + 1, timeout=120)
+
+    private_redis.stop()  # SIGTERM: the AOF is flushed, as on `docker compose restart redis`
+    try:
+        for answer in (rel_client.get(f"/jobs/{job_id}"), rel_client.get("/jobs"), rel_client.get("/readyz")):
+            assert answer.status_code == 503, answer.text
+            assert "Redis is unreachable" in answer.json()["detail"]
+        assert rel_client.post("/train", json={**LONG_TRAIN, "epochs": 1}).status_code == 503
+        assert rel_client.get("/healthz").status_code == 200  # liveness does not depend on Redis
+        time.sleep(3)  # longer than the lease
+    finally:
+        private_redis.start()  # same port and folder: the records come back from the AOF
+
+    job = wait_for(rel_client, job_id, finished, timeout=120)
+    assert job["state"] == "succeeded", job
+    assert job["step"] == epochs * STEPS_PER_EPOCH and job["attempts"] == 2
+    steps = [step for step, _ in _loss_rows(rel_settings, run_id)]
+    assert steps == list(range(1, epochs * STEPS_PER_EPOCH + 1))
+    # New work is accepted again.
+    again = rel_client.post("/train", json={**LONG_TRAIN, "epochs": 1})
+    assert again.status_code == 202, again.text
+    assert wait_for(rel_client, again.json()["job_id"], finished)["state"] == "succeeded"
