@@ -12,7 +12,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from models.config import ConfigError, HoUNetConfig, ModelConfig, UNetConfig, config_from_dict
+from models.config import (
+    ConfigError,
+    HoUNetConfig,
+    ModelConfig,
+    RefineNetConfig,
+    UNetConfig,
+    config_from_dict,
+)
 from models.registry import (
     ARCHS,
     ArchSpec,
@@ -63,9 +70,14 @@ def unet_attention_type() -> type:
 def build_from_config(config: ModelConfig | dict[str, Any]) -> torch.nn.Module:
     """Rebuild a network from a stored config (as kept in every checkpoint)."""
     from models.ho_unet import HoUNet
+    from models.refinenet import RefineNet
     from models.unet import UNet
 
     if isinstance(config, dict):
         config = config_from_dict(config)
-    networks: dict[type, type[torch.nn.Module]] = {UNetConfig: UNet, HoUNetConfig: HoUNet}
+    networks: dict[type, type[torch.nn.Module]] = {
+        UNetConfig: UNet,
+        HoUNetConfig: HoUNet,
+        RefineNetConfig: RefineNet,
+    }
     return networks[type(config)](config)

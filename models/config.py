@@ -155,10 +155,53 @@ class HoUNetConfig:
         return dataclasses.replace(self, ch=scale_width(self.ch, width))
 
 
-ModelConfig = UNetConfig | HoUNetConfig
-CONFIG_CLASSES: dict[str, type[UNetConfig] | type[HoUNetConfig]] = {
+@dataclass(frozen=True)
+class RefineNetConfig:
+    """A RefineNet denoiser as NCSN uses it (Song & Ermon 2019), with the timestep in every residual unit.
+
+    Encoder: residual units at widths ch * ch_mult (32, 16, 8, 4 for 32x32 inputs), average pooling
+    between levels. Decoder: one RefineBlock per level, deepest first: residual conv units on each input,
+    multi-resolution fusion, chained residual pooling (crp_stages), an output unit.
+    """
+
+    ch: int = 128
+    ch_mult: tuple[int, ...] = (1, 2, 2, 2)
+    blocks_per_level: int = 2
+    crp_stages: int = 2
+    in_channels: int = 3
+
+    network: ClassVar[str] = "refinenet"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.ch, int) or self.ch <= 0 or self.ch % CHANNEL_MULTIPLE:
+            raise ConfigError(f"ch must be a positive multiple of {CHANNEL_MULTIPLE}, got {self.ch!r}")
+        if not self.ch_mult or any(not isinstance(m, int) or m <= 0 for m in self.ch_mult):
+            raise ConfigError(f"ch_mult must be positive integers, got {self.ch_mult!r}")
+        if self.blocks_per_level < 1 or self.crp_stages < 1:
+            raise ConfigError(
+                f"blocks_per_level and crp_stages must be >= 1, got {self.blocks_per_level}, {self.crp_stages}"
+            )
+
+    @property
+    def levels(self) -> int:
+        return len(self.ch_mult) - 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"network": self.network, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RefineNetConfig:
+        return _from_dict(cls, data, tuple_fields=("ch_mult",))
+
+    def with_width(self, width: float) -> RefineNetConfig:
+        return dataclasses.replace(self, ch=scale_width(self.ch, width))
+
+
+ModelConfig = UNetConfig | HoUNetConfig | RefineNetConfig
+CONFIG_CLASSES: dict[str, type[UNetConfig] | type[HoUNetConfig] | type[RefineNetConfig]] = {
     UNetConfig.network: UNetConfig,
     HoUNetConfig.network: HoUNetConfig,
+    RefineNetConfig.network: RefineNetConfig,
 }
 
 

@@ -40,7 +40,15 @@ def ho_timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([angles.sin(), angles.cos()], dim=1)
 
 
+def time_mlp(ch: int) -> nn.Sequential:
+    """Linear(ch, 4ch) -> SiLU -> Linear(4ch, 4ch) on the sinusoidal embedding (diffusion_tf's temb)."""
+    return nn.Sequential(nn.Linear(ch, 4 * ch), nn.SiLU(), nn.Linear(4 * ch, 4 * ch))
+
+
 class ResBlock(nn.Module):
+    """GroupNorm -> SiLU -> conv3x3 -> + Linear(temb) -> GroupNorm -> SiLU -> dropout -> conv3x3, plus a
+    (1x1-projected) skip. `temb` arrives with SiLU already applied (computed once per forward)."""
+
     def __init__(self, c_in: int, c_out: int, temb_dim: int, dropout: float) -> None:
         super().__init__()
         self.norm1 = _norm(c_in)
@@ -81,7 +89,7 @@ class HoUNet(nn.Module):
         super().__init__()
         self.config = config
         ch, temb_dim = config.ch, 4 * config.ch
-        self.temb = nn.Sequential(nn.Linear(ch, temb_dim), nn.SiLU(), nn.Linear(temb_dim, temb_dim))
+        self.temb = time_mlp(ch)
         self.conv_in = nn.Conv2d(config.in_channels, ch, 3, padding=1)
 
         def block(c_in: int, c_out: int, level: int) -> nn.ModuleList:

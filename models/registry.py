@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from models.config import ConfigError, HoUNetConfig, ModelConfig, UNetConfig, apply_width
+from models.config import ConfigError, HoUNetConfig, ModelConfig, RefineNetConfig, UNetConfig, apply_width
 
 BASELINE = UNetConfig()
 
@@ -144,6 +144,14 @@ _SPECS: tuple[ArchSpec, ...] = (
         description="biggan_res_link with the [1,2,1] blur before every (average) pooling.",
         config=_preset(block="biggan", pool="avg", res_link_all=True, anti_alias=True),
         params=15_124_227,
+    ),
+    ArchSpec(
+        name="refinenet",
+        report_name="DDPM_RefineNet",
+        description="RefineNet as in NCSN: residual encoder at 32/16/8/4, RefineBlocks with residual conv "
+        "units, multi-resolution fusion and chained residual pooling; the timestep enters every residual unit.",
+        config=RefineNetConfig(),
+        params=37_392_899,
     ),
     ArchSpec(
         name="ddpm_original",

@@ -265,3 +265,26 @@ def test_res_link_all_projects_the_stem_and_bottleneck() -> None:
     assert shapes["stem.proj.weight"] == (64, 3, 1, 1)
     assert shapes["bottleneck.0.proj.weight"] == (512, 256, 1, 1)
     assert "bottleneck.1.proj.weight" not in shapes, "identity where widths match"
+
+
+def test_refinenet_is_ncsn_shaped_with_time_in_every_residual_unit() -> None:
+    from models.ho_unet import ResBlock
+    from models.refinenet import ChainedResidualPooling, RefineBlock
+
+    net = models.build_model("refinenet", width=TINY_WIDTH)
+    refine_blocks = [m for m in net.modules() if isinstance(m, RefineBlock)]
+    assert len(refine_blocks) == 4 and len(refine_blocks[0].adapt) == 1 and len(refine_blocks[1].adapt) == 2
+    assert sum(1 for m in net.modules() if isinstance(m, ChainedResidualPooling)) == 4
+    units = [m for m in net.modules() if isinstance(m, ResBlock)]
+    assert len(units) == 8 + (2 + 1) + 3 * (4 + 1) + 2, "encoder 8, refine: 2 per input + output units"
+    seen: list[torch.Tensor] = []
+    hooks = [unit.temb.register_forward_hook(lambda m, i, o: seen.append(o)) for unit in units]
+    x, _ = _batch()
+    with torch.no_grad():
+        net(x, torch.tensor([10, 10]))
+        first = list(seen)
+        seen.clear()
+        net(x, torch.tensor([900, 900]))
+    for hook in hooks:
+        hook.remove()
+    assert len(first) == len(units) and all(not torch.equal(a, b) for a, b in zip(first, seen, strict=True))
