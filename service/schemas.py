@@ -70,6 +70,15 @@ class TrainRequest(BaseModel):
         10, ge=1, le=limits.MAX_EPOCHS, description="epochs between kept checkpoints"
     )
     ema: bool = False
+    schedule: Literal["linear", "cosine"] = Field(
+        "linear", description="noise schedule (cosine: Nichol & Dhariwal)"
+    )
+    dropout: float | None = Field(
+        None,
+        ge=0.0,
+        lt=1.0,
+        description="default: the arch's own (0 for the report's variants, 0.1 for ddpm_original)",
+    )
     image_size: int = Field(
         32, ge=limits.MIN_IMAGE_SIZE, le=limits.MAX_IMAGE_SIZE, description="digits/folder datasets only"
     )

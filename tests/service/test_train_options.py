@@ -1,0 +1,36 @@
+"""Issue 7's training options and combined presets through POST /train (queued only: no worker needed)."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+
+def test_combined_preset_cosine_schedule_and_dropout_are_accepted(idle_client: TestClient) -> None:
+    body = {
+        "arch": "DDPM_BigGAN+anti_aliasing",
+        "dataset": "digits",
+        "schedule": "cosine",
+        "dropout": 0.1,
+        "max_steps": 2,
+        "image_size": 16,
+    }
+    response = idle_client.post("/train", json=body)
+    assert response.status_code == 202, response.text
+    accepted = response.json()
+    assert accepted["run_id"].startswith("anti_aliasing.biggan-")
+    config = idle_client.get(f"/jobs/{accepted['job_id']}").json()["params"]["config"]
+    assert config["schedule"] == "cosine" and config["dropout"] == 0.1
+    assert config["arch"] == "anti_aliasing+biggan"
+    assert idle_client.delete(f"/jobs/{accepted['job_id']}").status_code in (200, 202)
+
+
+def test_bad_schedule_dropout_and_combinations_are_422(idle_client: TestClient) -> None:
+    for body, words in (
+        ({"arch": "baseline", "schedule": "sigmoid"}, "schedule"),
+        ({"arch": "baseline", "dropout": 1.5}, "dropout"),
+        ({"arch": "convnext+biggan"}, "disagree on block"),
+        ({"arch": "biggan+res_link"}, "res_link_all"),
+    ):
+        response = idle_client.post("/train", json=body)
+        assert response.status_code == 422, response.text
+        assert words in response.text
