@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -178,3 +179,27 @@ def test_redis_stopped_and_started_mid_job(
     again = rel_client.post("/train", json={**LONG_TRAIN, "epochs": 1})
     assert again.status_code == 202, again.text
     assert wait_for(rel_client, again.json()["job_id"], finished)["state"] == "succeeded"
+
+
+def test_a_killed_pool_process_is_requeued_at_once_by_its_worker(
+    rel_client: TestClient, rel_settings: Settings, workers: dict[str, Any]
+) -> None:
+    """The out-of-memory case: the pool process dies, the worker's parent lives and re-queues the job
+    itself (WorkerLostError), without waiting for the lease; a fresh pool process resumes it."""
+    name, alive = next((n, w) for n, w in workers.items() if w["process"].poll() is None)
+    epochs = 8
+    response = rel_client.post("/train", json={**LONG_TRAIN, "epochs": epochs, "checkpoint_every": 4})
+    job_id, run_id = response.json()["job_id"], response.json()["run_id"]
+    wait_for(rel_client, job_id, lambda j: (j.get("step") or 0) >= STEPS_PER_EPOCH + 2, timeout=120)
+    children = subprocess.run(
+        ["pgrep", "-P", str(alive["process"].pid)], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert len(children) == 1, children  # concurrency 1: one pool process
+    os.kill(int(children[0]), signal.SIGKILL)
+
+    job = wait_for(rel_client, job_id, finished, timeout=120)
+    assert job["state"] == "succeeded" and job["attempts"] == 2 and job["worker"] == name, job
+    steps = [step for step, _ in _loss_rows(rel_settings, run_id)]
+    assert steps == list(range(1, epochs * STEPS_PER_EPOCH + 1))
+    log = alive["log"].read_text(errors="replace")
+    assert f"job {job_id} lost its worker: requeued" in log and "WorkerLostError" in log
