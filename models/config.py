@@ -28,8 +28,38 @@ class ConfigError(ValueError):
     """A model option is invalid; the message names the bad value and what is valid."""
 
 
+class _NetworkConfig:
+    """Shared by every network's config: a `network` tag, so a stored dict rebuilds the right class."""
+
+    network: ClassVar[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"network": self.network, **dataclasses.asdict(self)}  # type: ignore[call-overload]
+
+
+class _ChannelMultConfig(_NetworkConfig):
+    """Networks sized by a base width `ch` and per-level multipliers `ch_mult` (ddpm_original, refinenet)."""
+
+    ch: int
+    ch_mult: tuple[int, ...]
+
+    def _check_channels(self) -> None:
+        if not isinstance(self.ch, int) or self.ch <= 0 or self.ch % CHANNEL_MULTIPLE:
+            raise ConfigError(f"ch must be a positive multiple of {CHANNEL_MULTIPLE}, got {self.ch!r}")
+        if not self.ch_mult or any(not isinstance(m, int) or m <= 0 for m in self.ch_mult):
+            raise ConfigError(f"ch_mult must be positive integers, got {self.ch_mult!r}")
+
+    @property
+    def levels(self) -> int:
+        """Number of downsamplings; inputs must be divisible by 2**levels."""
+        return len(self.ch_mult) - 1
+
+    def with_width(self, width: float) -> Any:
+        return dataclasses.replace(self, ch=scale_width(self.ch, width))  # type: ignore[type-var]
+
+
 @dataclass(frozen=True)
-class UNetConfig:
+class UNetConfig(_NetworkConfig):
     """Everything needed to rebuild a network; stored verbatim in every checkpoint.
 
     channels[0] is the stem's output (the 32x32 skip); each further entry is one down stage's output,
@@ -96,9 +126,6 @@ class UNetConfig:
         """Number of down (and up) stages; inputs must be divisible by 2**levels."""
         return len(self.channels) - 1
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"network": self.network, **dataclasses.asdict(self)}
-
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> UNetConfig:
         return _from_dict(cls, data, tuple_fields=("channels", "bottleneck"))
@@ -112,7 +139,7 @@ class UNetConfig:
 
 
 @dataclass(frozen=True)
-class HoUNetConfig:
+class HoUNetConfig(_ChannelMultConfig):
     """The CIFAR-10 network of Ho et al. 2020 (their diffusion_tf unet, about 35.7M parameters).
 
     Levels run at 32, 16, 8, 4 for 32x32 inputs; attn_levels are level indices (1 = 16x16 there).
@@ -128,10 +155,7 @@ class HoUNetConfig:
     network: ClassVar[str] = "ho_unet"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.ch, int) or self.ch <= 0 or self.ch % CHANNEL_MULTIPLE:
-            raise ConfigError(f"ch must be a positive multiple of {CHANNEL_MULTIPLE}, got {self.ch!r}")
-        if not self.ch_mult or any(not isinstance(m, int) or m <= 0 for m in self.ch_mult):
-            raise ConfigError(f"ch_mult must be positive integers, got {self.ch_mult!r}")
+        self._check_channels()
         if self.num_res_blocks < 1:
             raise ConfigError(f"num_res_blocks must be >= 1, got {self.num_res_blocks}")
         bad = [level for level in self.attn_levels if not 0 <= level < len(self.ch_mult)]
@@ -139,24 +163,13 @@ class HoUNetConfig:
             raise ConfigError(f"attn_levels {bad} out of range: levels are 0..{len(self.ch_mult) - 1}")
         _check_dropout(self.dropout)
 
-    @property
-    def levels(self) -> int:
-        """Number of downsamplings; inputs must be divisible by 2**levels."""
-        return len(self.ch_mult) - 1
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"network": self.network, **dataclasses.asdict(self)}
-
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> HoUNetConfig:
         return _from_dict(cls, data, tuple_fields=("ch_mult", "attn_levels"))
 
-    def with_width(self, width: float) -> HoUNetConfig:
-        return dataclasses.replace(self, ch=scale_width(self.ch, width))
-
 
 @dataclass(frozen=True)
-class RefineNetConfig:
+class RefineNetConfig(_ChannelMultConfig):
     """A RefineNet denoiser as NCSN uses it (Song & Ermon 2019), with the timestep in every residual unit.
 
     Encoder: residual units at widths ch * ch_mult (32, 16, 8, 4 for 32x32 inputs), average pooling
@@ -173,28 +186,15 @@ class RefineNetConfig:
     network: ClassVar[str] = "refinenet"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.ch, int) or self.ch <= 0 or self.ch % CHANNEL_MULTIPLE:
-            raise ConfigError(f"ch must be a positive multiple of {CHANNEL_MULTIPLE}, got {self.ch!r}")
-        if not self.ch_mult or any(not isinstance(m, int) or m <= 0 for m in self.ch_mult):
-            raise ConfigError(f"ch_mult must be positive integers, got {self.ch_mult!r}")
+        self._check_channels()
         if self.blocks_per_level < 1 or self.crp_stages < 1:
             raise ConfigError(
                 f"blocks_per_level and crp_stages must be >= 1, got {self.blocks_per_level}, {self.crp_stages}"
             )
 
-    @property
-    def levels(self) -> int:
-        return len(self.ch_mult) - 1
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"network": self.network, **dataclasses.asdict(self)}
-
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RefineNetConfig:
         return _from_dict(cls, data, tuple_fields=("ch_mult",))
-
-    def with_width(self, width: float) -> RefineNetConfig:
-        return dataclasses.replace(self, ch=scale_width(self.ch, width))
 
 
 ModelConfig = UNetConfig | HoUNetConfig | RefineNetConfig

@@ -45,6 +45,18 @@ def time_mlp(ch: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(ch, 4 * ch), nn.SiLU(), nn.Linear(4 * ch, 4 * ch))
 
 
+def embed_time(mlp: nn.Sequential, x: torch.Tensor, t: torch.Tensor, ch: int, levels: int) -> torch.Tensor:
+    """Check x's shape, then SiLU(MLP(sinusoidal(t))): computed once per forward, since every residual
+    block applies SiLU before its own projection."""
+    factor = 2**levels
+    if x.ndim != 4 or x.shape[2] % factor or x.shape[3] % factor:
+        raise ValueError(
+            f"expected x of shape (B, C, H, W) with H, W divisible by {factor}, got {tuple(x.shape)}"
+        )
+    t = t.expand(x.shape[0]) if t.ndim == 0 else t
+    return F.silu(mlp(ho_timestep_embedding(t.to(x.device), ch)).to(x.dtype))
+
+
 class ResBlock(nn.Module):
     """GroupNorm -> SiLU -> conv3x3 -> + Linear(temb) -> GroupNorm -> SiLU -> dropout -> conv3x3, plus a
     (1x1-projected) skip. `temb` arrives with SiLU already applied (computed once per forward)."""
@@ -126,14 +138,7 @@ class HoUNet(nn.Module):
         self.conv_out = _zero(nn.Conv2d(width, config.in_channels, 3, padding=1))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        factor = 2**self.config.levels
-        if x.ndim != 4 or x.shape[2] % factor or x.shape[3] % factor:
-            raise ValueError(
-                f"expected x of shape (B, C, H, W) with H, W divisible by {factor}, got {tuple(x.shape)}"
-            )
-        t = t.expand(x.shape[0]) if t.ndim == 0 else t
-        temb = self.temb(ho_timestep_embedding(t.to(x.device), self.config.ch)).to(x.dtype)
-        temb = F.silu(temb)  # every ResBlock applies SiLU before its projection: compute it once
+        temb = embed_time(self.temb, x, t, self.config.ch, self.config.levels)
         hs = [self.conv_in(x)]
         for parts in self.down:
             hs.append(self._run(parts, hs[-1], temb))

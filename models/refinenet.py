@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.config import RefineNetConfig
-from models.ho_unet import ResBlock, _norm, ho_timestep_embedding, time_mlp
+from models.ho_unet import ResBlock, _norm, embed_time, time_mlp
 
 
 class ChainedResidualPooling(nn.Module):
@@ -99,13 +99,7 @@ class RefineNet(nn.Module):
         self.conv_out = nn.Conv2d(widths[0], config.in_channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        factor = 2**self.config.levels
-        if x.ndim != 4 or x.shape[2] % factor or x.shape[3] % factor:
-            raise ValueError(
-                f"expected x of shape (B, C, H, W) with H, W divisible by {factor}, got {tuple(x.shape)}"
-            )
-        t = t.expand(x.shape[0]) if t.ndim == 0 else t
-        temb = F.silu(self.temb(ho_timestep_embedding(t.to(x.device), self.config.ch)).to(x.dtype))
+        temb = embed_time(self.temb, x, t, self.config.ch, self.config.levels)
         h = self.conv_in(x)
         features = []
         for level, units in enumerate(self.encoder):
