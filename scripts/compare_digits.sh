@@ -13,33 +13,26 @@ ARCHS=("$@")
 [ ${#ARCHS[@]} -gt 0 ] || ARCHS=(baseline biggan res_link refinenet biggan_res_link)
 OUT="${DATA_DIR:?set DATA_DIR}/compare_digits.tsv"
 printf 'arch\tparams_at_width\tsteps\tfinal_loss_mean_last50\ttrain_s\tfid_n%s\tfid_s\n' "$N" > "$OUT"
+stored_fid() {  # the stored FID at N of run $1, or nothing when the run has none yet
+  "$PYTHON" - "$DATA_DIR" "$1" "$N" <<'PY'
+import sys
+from pathlib import Path
+from ddpm.fid.results import list_results
+found = [r for r in list_results(Path(sys.argv[1])) if r.get("run_id") == sys.argv[2]]
+print({int(s["n"]): s["fid"] for r in found for s in r.get("scores", [])}.get(int(sys.argv[3]), ""))
+PY
+}
 for arch in "${ARCHS[@]}"; do
   run="cmp-${arch//+/.}-s${STEPS}"
-  start=$(date +%s.%N)
   if [ ! -f "$DATA_DIR/runs/$run/run.json" ]; then  # rerunning the script reuses finished runs
     "$DDPM" train --arch "$arch" --dataset digits --image-size 16 --width "$WIDTH" --batch-size 64 --lr 1e-3 \
       --max-steps "$STEPS" --seed 0 --run-id "$run" 2>/dev/null | head -1
   fi
   trained=$(date +%s.%N)
-  fid=$("$PYTHON" - "$DATA_DIR" "$run" "$N" <<'PY'
-import sys
-from pathlib import Path
-from ddpm.fid.results import list_results
-found = [r for r in list_results(Path(sys.argv[1])) if r.get("run_id") == sys.argv[2]]
-scores = {int(s["n"]): s["fid"] for r in found for s in r.get("scores", [])}
-print(scores.get(int(sys.argv[3]), ""))
-PY
-)
+  fid=$(stored_fid "$run")
   if [ -z "$fid" ]; then
     "$DDPM" fid --run "$run" --n "$N" --sampler ddim --steps 50 --seed 0 >/dev/null 2>&1
-    fid=$("$PYTHON" - "$DATA_DIR" "$run" "$N" <<'PY'
-import sys
-from pathlib import Path
-from ddpm.fid.results import list_results
-found = [r for r in list_results(Path(sys.argv[1])) if r.get("run_id") == sys.argv[2]]
-print({int(s["n"]): s["fid"] for r in found for s in r.get("scores", [])}[int(sys.argv[3])])
-PY
-)
+    fid=$(stored_fid "$run")
   fi
   done_at=$(date +%s.%N)
   stats=$("$PYTHON" - "$DATA_DIR/runs/$run" "$arch" "$WIDTH" <<'PY'
