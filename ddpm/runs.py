@@ -9,6 +9,7 @@ runs/<run_id>/checkpoints/latest.safetensors   the newest state, for resuming
 from __future__ import annotations
 
 import csv
+import io
 import re
 import secrets
 import time
@@ -99,16 +100,24 @@ class RunDir:
                 found.append((int(match.group(1)), path))
         return sorted(found)
 
+    def complete_loss_csv(self) -> str:
+        """loss.csv up to its last complete line ('' when absent).
+
+        The trainer appends through a buffer flushed in blocks, so a reader during training can find
+        half a row at the end; that row is left for the next read."""
+        try:
+            text = self.loss_path.read_text()
+        except FileNotFoundError:
+            return ""
+        return text[: text.rfind("\n") + 1]
+
     def loss_history(self, max_points: int | None = None) -> list[dict[str, float]]:
         """Rows of loss.csv, evenly thinned to at most max_points (first and last kept)."""
-        if not self.loss_path.is_file():
-            return []
-        with self.loss_path.open(newline="") as handle:
-            rows = [
-                {key: float(value) for key, value in row.items()}
-                for row in csv.DictReader(handle)
-                if row.get("loss") not in (None, "")
-            ]
+        rows = [
+            {key: float(value) for key, value in row.items()}
+            for row in csv.DictReader(io.StringIO(self.complete_loss_csv()))
+            if row.get("loss") not in (None, "")
+        ]
         if max_points and len(rows) > max_points > 1:
             stride = (len(rows) - 1) / (max_points - 1)
             rows = [rows[round(i * stride)] for i in range(max_points)]

@@ -15,7 +15,7 @@ from service.errors import install_handlers
 from service.jobstore import JobStore
 from service.middleware import BodySizeLimit
 from service.queue import JobQueue
-from service.routes import archs, fid, health, jobs, runs, samples, train
+from service.routes import archs, fid, health, jobs, plots, runs, samples, train
 from service.settings import Settings
 
 DESCRIPTION = """Train, sample and score (FID) the DDPM UNet variants of *Newer Architectures for Diffusion*.
@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Content-Type", "X-API-Key", "Authorization"],
         )
     guarded = [Depends(require_api_key)]
-    for module in (archs, train, jobs, runs, samples, fid):
+    for module in (archs, train, jobs, runs, samples, fid, plots):
         app.include_router(module.router, dependencies=guarded)
     app.include_router(health.router)  # probes carry no key
     logging.getLogger("service").setLevel(logging.INFO)

@@ -55,7 +55,7 @@ def create_fid(
 async def fid_table(
     settings: SettingsDep, format: Annotated[Literal["json", "markdown"], Query()] = "json"
 ) -> Any:
-    rows = await anyio.to_thread.run_sync(_rows, settings)
+    rows = await anyio.to_thread.run_sync(result_rows, settings)
     report = [
         {"arch": a["name"], "report_name": a["report_name"], "report_fid": a["report_fid"]}
         for a in list_archs()
@@ -65,7 +65,7 @@ async def fid_table(
     return {"rows": rows, "report": report}
 
 
-def _rows(settings: Settings) -> list[dict[str, Any]]:
+def result_rows(settings: Settings) -> list[dict[str, Any]]:
     """One row per (stored result, N), newest result first, with the report's figure beside it."""
     try:
         results = importlib.import_module(RESULTS_MODULE)

@@ -1,0 +1,153 @@
+"""PNG figures of runs and results, drawn with matplotlib's Agg canvas (no display, no torch).
+
+Each function builds its own `Figure` (never pyplot's global state), so renders in concurrent worker
+threads of the API do not share anything but matplotlib's font cache.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+DPI = 100
+RAW_ALPHA = 0.25  # raw loss: thin and translucent, under the smoothed curve (as TensorBoard draws it)
+REPORT_N = 4096  # the report's Table 1 used 4096 samples
+
+
+@dataclass(frozen=True)
+class Size:
+    width_px: int = 800
+    height_px: int = 450
+
+    @property
+    def inches(self) -> tuple[float, float]:
+        return self.width_px / DPI, self.height_px / DPI
+
+
+@dataclass(frozen=True)
+class LossSeries:
+    steps: Sequence[float]
+    losses: Sequence[float]
+    steps_per_epoch: int | None  # for the epoch axis on top; None when the run has not said yet
+
+
+@dataclass(frozen=True)
+class FidCurve:
+    """FID against N for one evaluated checkpoint (one line; a single N is a lone marker)."""
+
+    arch: str
+    dataset: str
+    label: str
+    points: Sequence[tuple[int, float]]  # (N, FID), N ascending
+
+
+@dataclass(frozen=True)
+class ReportFigure:
+    arch: str
+    label: str
+    fid: float
+    n: int = REPORT_N
+
+
+def smooth_ema(values: Sequence[float], weight: float) -> list[float]:
+    """TensorBoard's scalar smoothing: an exponential moving average, debiased so the first points are
+    not pulled towards zero (each point divides by the weight the average has accumulated so far)."""
+    if not 0 <= weight < 1:
+        raise ValueError(f"smoothing weight must be in [0, 1), got {weight}")
+    out, average, accumulated = [], 0.0, 0.0
+    for value in values:
+        if math.isfinite(value):  # a diverged step (nan, inf) would poison every later point
+            average = average * weight + (1 - weight) * value
+            accumulated = accumulated * weight + (1 - weight)
+        out.append(average / accumulated if accumulated else math.nan)
+    return out
+
+
+def _png(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    FigureCanvasAgg(figure).print_png(buffer, metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def _figure(size: Size) -> Figure:
+    return Figure(figsize=size.inches, dpi=DPI, layout="constrained")
+
+
+def message_png(title: str, message: str, size: Size) -> bytes:
+    """A figure that says why there is nothing to plot (an <img> on a page still shows something)."""
+    figure = _figure(size)
+    ax = figure.add_subplot()
+    ax.set_axis_off()
+    # parse_math off: a '$' in the text is a dollar sign, not the start of a formula that may not parse.
+    ax.set_title(title, fontsize=11, parse_math=False)
+    ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=12, color="0.35", parse_math=False)
+    return _png(figure)
+
+
+def loss_png(series: LossSeries, title: str, smooth: float, log_scale: bool, size: Size) -> bytes:
+    """The training loss per step, raw (thin, translucent) and smoothed, like the report's figure 10."""
+    figure = _figure(size)
+    ax = figure.add_subplot()
+    ax.plot(series.steps, series.losses, color="C0", alpha=RAW_ALPHA, linewidth=0.7, label="loss (raw)")
+    if smooth > 0:
+        smoothed = smooth_ema(series.losses, smooth)
+        ax.plot(series.steps, smoothed, color="C0", linewidth=1.6, label=f"smoothed ({smooth:g})")
+    ax.set_xlabel("step")
+    ax.set_ylabel("MSE loss (eps prediction)")
+    if log_scale:
+        ax.set_yscale("log")
+    ax.grid(True, alpha=0.3)
+    ax.set_xlim(left=0, right=max(series.steps[-1], 1))
+    if series.steps_per_epoch:
+        per_epoch = float(series.steps_per_epoch)
+        top = ax.secondary_xaxis("top", functions=(lambda s: s / per_epoch, lambda e: e * per_epoch))
+        top.set_xlabel("epoch", fontsize=9)
+    last = series.losses[-1]
+    ax.set_title(f"{title}\nstep {series.steps[-1]:g}, last loss {last:.4g}", fontsize=10)
+    ax.legend(loc="upper right", fontsize=9)
+    return _png(figure)
+
+
+def fid_png(
+    curves: Sequence[FidCurve], report: Sequence[ReportFigure], note: str | None, size: Size
+) -> bytes:
+    """FID against the number of samples N (the report's figure 9), one line per evaluated checkpoint,
+    with the report's Table 1 figures (N=4096) as hollow stars in the same arch's colour."""
+    figure = _figure(size)
+    ax = figure.add_subplot()
+    archs = list(dict.fromkeys([c.arch for c in curves] + [r.arch for r in report]))
+    colour = {arch: f"C{i % 10}" for i, arch in enumerate(archs)}
+    for curve in curves:
+        ns, fids = zip(*curve.points, strict=True)
+        ax.plot(
+            ns, fids, marker="o", markersize=4, linewidth=1.4, color=colour[curve.arch], label=curve.label
+        )
+    for figure_row in report:
+        ax.plot(
+            [figure_row.n],
+            [figure_row.fid],
+            marker="*",
+            markersize=13,
+            linestyle="none",
+            markerfacecolor="none",
+            markeredgecolor=colour[figure_row.arch],
+            markeredgewidth=1.3,
+            label=f"{figure_row.label}: report, N={figure_row.n}",
+        )
+    all_n = sorted({n for c in curves for n, _ in c.points} | {r.n for r in report})
+    if all_n and all_n[-1] / max(all_n[0], 1) >= 8:  # sweeps often double N: a log axis spaces them evenly
+        ax.set_xscale("log", base=2)
+    if all_n:
+        ax.set_xticks(all_n, [str(n) for n in all_n], fontsize=8, rotation=45 if len(all_n) > 6 else 0)
+        ax.minorticks_off()
+    ax.set_xlabel("N (number of samples)")
+    ax.set_ylabel("FID")
+    ax.grid(True, alpha=0.3)
+    ax.set_title("FID against the number of samples" + (f"\n{note}" if note else ""), fontsize=10)
+    ax.legend(fontsize=7, loc="upper right", ncols=1 if len(curves) + len(report) <= 8 else 2)
+    return _png(figure)

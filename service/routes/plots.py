@@ -1,0 +1,238 @@
+"""Figures as PNG (loss curves, FID against N) and the raw loss log as CSV, for pages and for curl.
+
+Rendering is CPU work in matplotlib, so it runs in a worker thread. Every answer carries an ETag made
+from the files it was drawn from (and the query), so a page polling a finished run gets 304s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from ddpm.runs import RunDir
+from models import list_archs
+from service import plots
+from service.checkpoints import existing_run
+from service.deps import SettingsDep
+from service.routes.fid import RESULTS_MODULE, result_rows
+from service.schemas import ArchName
+from service.settings import Settings
+
+router = APIRouter(tags=["plots"])
+
+# Bump when the drawing changes, so cached figures are redrawn though their data did not change.
+RENDER_VERSION = "1"
+# Clients revalidate every time (a training run's loss changes every step); unchanged data is a 304.
+CACHE_CONTROL = "no-cache"
+MAX_FID_CURVES = 20  # a legend beyond this is unreadable; ?arch= narrows the plot
+REPORT_DATASET = "cifar10"  # the report's figures are CIFAR-10 FIDs
+
+PNG_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/png": {}}, "description": "the figure"},
+    304: {"description": "not modified since the ETag sent in If-None-Match"},
+}
+Width = Annotated[int, Query(ge=200, le=2400, description="image width in pixels")]
+Height = Annotated[int, Query(ge=150, le=1600, description="image height in pixels")]
+
+
+def _etag(*parts: object) -> str:
+    return '"' + hashlib.sha256(repr((RENDER_VERSION, *parts)).encode()).hexdigest()[:32] + '"'
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """What changes when a file is rewritten or appended to: (mtime in ns, size)."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+def _not_modified(request: Request, etag: str) -> Response | None:
+    sent = request.headers.get("if-none-match", "")
+    tags = {tag.strip().removeprefix("W/") for tag in sent.split(",")}
+    if etag in tags or "*" in tags:
+        return Response(status_code=304, headers={"ETag": etag, "Cache-Control": CACHE_CONTROL})
+    return None
+
+
+def _cached(body: bytes, media_type: str, etag: str, **headers: str) -> Response:
+    return Response(
+        body, media_type=media_type, headers={"ETag": etag, "Cache-Control": CACHE_CONTROL, **headers}
+    )
+
+
+# ---- a run's loss
+
+
+def _loss_etag(run: RunDir, *query: object) -> str:
+    return _etag("loss", run.run_id, _stamp(run.loss_path), _stamp(run.record_path), *query)
+
+
+def _loss_png(run: RunDir, smooth: float, log_scale: bool, size: plots.Size) -> bytes:
+    record = run.read()
+    rows = run.loss_history()
+    title = f"{record.get('arch', '?')}: run {run.run_id}"
+    if not rows:
+        return plots.message_png(title, f"no loss recorded yet (run status: {record.get('status')})", size)
+    series = plots.LossSeries(
+        steps=[row["step"] for row in rows],
+        losses=[row["loss"] for row in rows],
+        steps_per_epoch=record.get("steps_per_epoch"),
+    )
+    return plots.loss_png(series, title, smooth, log_scale, size)
+
+
+@router.get(
+    "/runs/{run_id}/loss.png",
+    summary="the run's training loss per step: raw and smoothed (PNG)",
+    response_class=Response,
+    responses={**PNG_RESPONSES, 404: {"description": "no such run"}},
+)
+async def loss_plot(
+    run_id: str,
+    request: Request,
+    settings: SettingsDep,
+    smooth: Annotated[
+        float, Query(ge=0, le=0.999, description="exponential smoothing weight, as TensorBoard's slider")
+    ] = 0.6,
+    log: Annotated[bool, Query(description="logarithmic loss axis")] = False,
+    width: Width = 800,
+    height: Height = 450,
+) -> Response:
+    run = existing_run(settings.data_dir, run_id)
+    etag = _loss_etag(run, smooth, log, width, height)
+    if cached := _not_modified(request, etag):
+        return cached
+    png = await anyio.to_thread.run_sync(_loss_png, run, smooth, log, plots.Size(width, height))
+    return _cached(png, "image/png", etag)
+
+
+@router.get(
+    "/runs/{run_id}/loss.csv",
+    summary="the run's loss log: step,epoch,loss,lr,seconds, one row per optimizer step",
+    response_class=Response,
+    responses={
+        200: {"content": {"text/csv": {}}, "description": "the log (a header line only before step 1)"},
+        304: PNG_RESPONSES[304],
+        404: {"description": "no such run"},
+    },
+)
+async def loss_csv(run_id: str, request: Request, settings: SettingsDep) -> Response:
+    run = existing_run(settings.data_dir, run_id)
+    etag = _loss_etag(run, "csv")
+    if cached := _not_modified(request, etag):
+        return cached
+    text = await anyio.to_thread.run_sync(run.complete_loss_csv)
+    return _cached(
+        (text or "step,epoch,loss,lr,seconds\n").encode(),
+        "text/csv; charset=utf-8",
+        etag,
+        **{"Content-Disposition": f'inline; filename="{run.run_id}-loss.csv"'},
+    )
+
+
+# ---- FID against N
+
+
+def _results_stamp(settings: Settings) -> tuple[Any, ...]:
+    """Result files are written once each (new name per evaluation): their names and stamps say it all."""
+    folder: Path = importlib.import_module(RESULTS_MODULE).results_dir(settings.data_dir)
+    if not folder.is_dir():
+        return ()
+    return tuple(sorted((path.name, _stamp(path)) for path in folder.glob("[!.]*.json")))
+
+
+def fid_curves(rows: Iterable[dict[str, Any]], limit: int) -> tuple[list[plots.FidCurve], int]:
+    """One curve per evaluated checkpoint and sampler setting (the newest score wins at each N): the
+    `limit` most recently evaluated, in a stable order, and how many there were in all."""
+    by_key: dict[tuple[Any, ...], dict[int, float]] = {}
+    for row in rows:  # newest first, so keys are met newest first
+        key = (row["arch"], row["run_id"], row["step"], row["sampler"], row["steps"], row["dataset"])
+        by_key.setdefault(key, {}).setdefault(int(row["n"]), float(row["fid"]))
+    newest = list(by_key)[:limit]
+    datasets = {key[5] for key in newest}
+    curves = []
+    for key in sorted(newest, key=repr):
+        arch, run_id, step, sampler, steps, dataset = key
+        how = f"ddim {steps}" if sampler == "ddim" else str(sampler)
+        label = f"{run_id} @ {step} ({how}{', ' + str(dataset) if len(datasets) > 1 else ''})"
+        curves.append(
+            plots.FidCurve(arch=arch, dataset=dataset, label=label, points=sorted(by_key[key].items()))
+        )
+    return curves, len(by_key)
+
+
+def _fid_png(
+    settings: Settings, archs: list[str] | None, dataset: str | None, report: bool, size: plots.Size
+) -> bytes:
+    rows = [
+        row
+        for row in result_rows(settings)
+        if (not archs or row["arch"] in archs) and (dataset is None or row["dataset"] == dataset)
+    ]
+    curves, evaluated = fid_curves(rows, MAX_FID_CURVES)
+    if not curves:
+        which = f" for {', '.join(archs)}" if archs else ""
+        where = f" on {dataset}" if dataset else ""
+        return plots.message_png(
+            "FID against the number of samples",
+            f"no FID results yet{which}{where}\nPOST /fid with n_samples: [1024, 2048, 4096] draws one",
+            size,
+        )
+    notes = []
+    if evaluated > len(curves):
+        notes.append(f"the {len(curves)} newest of {evaluated} evaluations; ?arch= narrows it")
+    figures = report_figures(curves) if report else []
+    if report and not figures:
+        notes.append("the report's figures (CIFAR-10, 100 epochs) belong to none of these")
+    return plots.fid_png(curves, figures, "; ".join(notes) or None, size)
+
+
+def report_figures(curves: Iterable[plots.FidCurve]) -> list[plots.ReportFigure]:
+    """Table 1 of the report (CIFAR-10, N=4096) for each arch drawn with a CIFAR-10 curve: a digits FID
+    is on another scale altogether, so the report's figure would mislead beside it."""
+    on_report_data = {curve.arch for curve in curves if curve.dataset == REPORT_DATASET}
+    return [
+        plots.ReportFigure(arch=a["name"], label=a["report_name"], fid=a["report_fid"])
+        for a in list_archs()
+        if a["name"] in on_report_data and a["report_fid"] is not None
+    ]
+
+
+@router.get(
+    "/fid/plot.png",
+    summary="FID against the number of samples N per evaluated checkpoint, with the report's figures (PNG)",
+    response_class=Response,
+    responses=PNG_RESPONSES,
+)
+async def fid_plot(
+    request: Request,
+    settings: SettingsDep,
+    arch: Annotated[list[ArchName] | None, Query(description="only these archs (repeatable)")] = None,
+    dataset: Annotated[
+        str | None,
+        Query(
+            pattern=r"^[A-Za-z0-9_.:/-]{1,256}$", description="only results on this dataset (cifar10, digits)"
+        ),
+    ] = None,
+    report: Annotated[bool, Query(description="draw the report's Table 1 figures (N=4096)")] = True,
+    width: Width = 800,
+    height: Height = 450,
+) -> Response:
+    archs = sorted(set(arch)) if arch else None
+    stamp = await anyio.to_thread.run_sync(_results_stamp, settings)
+    etag = _etag("fid", stamp, archs, dataset, report, width, height)
+    if cached := _not_modified(request, etag):
+        return cached
+    png = await anyio.to_thread.run_sync(
+        _fid_png, settings, archs, dataset, report, plots.Size(width, height)
+    )
+    return _cached(png, "image/png", etag)
