@@ -1,4 +1,5 @@
-"""`ddpm serve` (API + one worker, embedded Redis when REDIS_URL is unset) and `ddpm worker`.
+"""`ddpm serve` (API + one worker, embedded Redis when REDIS_URL is unset), `ddpm worker` and
+`ddpm jobs rebuild` (job records back into Redis from the data volume).
 
 Heavy imports (uvicorn, celery, the app) happen inside the handlers so `ddpm --help` stays fast.
 """
@@ -30,7 +31,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     worker.add_argument("--device", help="auto (default), cpu or cuda[:N] (env DDPM_DEVICE)")
     worker.add_argument("--name", help="Celery node name (default ddpm-<pid>@<host>)")
     worker.add_argument("--loglevel", default="INFO")
+    worker.add_argument(
+        "celery_args",
+        nargs=argparse.REMAINDER,
+        metavar="-- CELERY_OPTIONS",
+        help="further `celery worker` options after --, e.g. -- --max-memory-per-child 64000000",
+    )
     worker.set_defaults(handler=cmd_worker)
+
+    jobs = subparsers.add_parser("jobs", help="job records (in Redis, mirrored on the data volume)")
+    jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True, metavar="ACTION")
+    rebuild = jobs_commands.add_parser(
+        "rebuild",
+        help="put back the job records Redis lacks from DATA_DIR/jobs (after Redis lost its data)",
+        description="Restores every record on the volume that Redis lacks: queued jobs are published "
+        "again, running ones are re-queued once their old lease lapses, finished ones come back as they "
+        "ended. Workers do this by themselves when they see Redis lost its data; this does it now.",
+    )
+    rebuild.set_defaults(handler=cmd_jobs_rebuild)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -46,6 +64,24 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from service.serve import worker_command, worker_env
 
     env = worker_env(args.data_dir, args.device)
-    command = worker_command(args.name, args.loglevel)
+    extra = args.celery_args[1:] if args.celery_args[:1] == ["--"] else args.celery_args
+    command = worker_command(args.name, args.loglevel) + extra
     os.execvpe(sys.executable, command, {**os.environ, **env})  # become the worker: signals reach it directly
     return 0  # not reached
+
+
+def cmd_jobs_rebuild(args: argparse.Namespace) -> int:
+    from service.jobmirror import JobMirror, restore_jobs
+    from service.jobstore import JobStore
+    from service.queue import JobQueue
+    from service.settings import Settings
+
+    settings = Settings(**({"data_dir": args.data_dir} if args.data_dir else {}))
+    mirror = JobMirror.of(settings.data_dir)
+    store = JobStore.from_url(
+        settings.redis_url, settings.key_prefix, settings.job_ttl_s, settings.redis_timeout_s, mirror
+    )
+    report = restore_jobs(store, JobQueue(settings).enqueue, settings.lease_s)
+    store.mark_restored()
+    print(f"{report.summary()} (from {mirror.folder})")
+    return 0

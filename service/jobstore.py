@@ -8,6 +8,7 @@ Keys (all under the configured prefix, `ddpm` by default):
   <p>:lease:<id>      a running job's lease: the owner's token, expiring unless its worker renews it
   <p>:lock:<name>     the id of the job that owns a resource: a sample cache entry, a training run
   <p>:worker:<host>   a worker's heartbeat (expires when the worker goes away)
+  <p>:restored        present while this Redis holds the volume's job records (service/jobmirror.py)
 
 Every state change is one Lua script, so the API (create, cancel) and the workers (start, progress,
 finish) never race: a queued job cancelled by the API is never started by a worker, and two identical
@@ -18,17 +19,26 @@ expires after lease_ms unless the owner renews it. Only the token's holder may w
 the job. A job whose lease key expired has lost its worker: reclaim() puts it back in the queue (or
 fails it after max_attempts starts), and a new start() hands it a new token, which fences the old owner
 out of the record. See docs/reliability.md.
+
+With a mirror (service/jobmirror.py), every state change is also written to the data volume, so the
+records can be restored if Redis loses its data; `rev` counts the state changes, so the newest wins.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
+
+if TYPE_CHECKING:
+    from service.jobmirror import JobMirror
+
+log = logging.getLogger("service")
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
 ACTIVE_STATES = (QUEUED, RUNNING)
@@ -42,7 +52,7 @@ TASK_NAMES = {TRAIN: "ddpm.train", SAMPLE: "ddpm.sample", FID: "ddpm.fid"}
 
 JSON_FIELDS = ("params", "result")
 FLOAT_FIELDS = ("progress", "loss", "eta_s", "created", "started", "finished", "updated", "heartbeat")
-INT_FIELDS = ("step", "total", "attempts")
+INT_FIELDS = ("step", "total", "attempts", "rev")
 
 # Create a job; with a lock, first see whether an active job already owns it (then answer its id).
 # KEYS: job, index, lock. ARGV: id, created, job key prefix, lock ttl, joinable states (csv),
@@ -76,6 +86,7 @@ if attempts >= tonumber(ARGV[6]) then
   redis.call('HSET', KEYS[1], 'state', 'failed', 'finished', ARGV[1], 'updated', ARGV[1], 'message', 'failed',
              'error', 'gave up after ' .. attempts .. ' attempts: each time, its worker was lost mid-job ' ..
              '(killed, out of memory, host lost); last worker: ' .. (redis.call('HGET', KEYS[1], 'worker') or '?'))
+  redis.call('HINCRBY', KEYS[1], 'rev', 1)
   redis.call('SREM', KEYS[2], ARGV[4])
   redis.call('EXPIRE', KEYS[1], ARGV[7])
   return 'exhausted'
@@ -85,6 +96,7 @@ redis.call('HSET', KEYS[1], 'state', 'running', 'updated', ARGV[1], 'heartbeat',
            'worker', ARGV[2], 'lease', ARGV[5],
            'message', attempts > 0 and 'resumed on a new worker' or 'started')
 redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('HINCRBY', KEYS[1], 'rev', 1)
 redis.call('SADD', KEYS[2], ARGV[4])
 redis.call('SET', KEYS[3], ARGV[5], 'PX', ARGV[3])
 if attempts > 0 then return 'resumed' end
@@ -103,13 +115,14 @@ return 1
 
 # A running job whose lease expired goes back to the queue (a cancel it was asked for is honoured;
 # after max_attempts starts it fails). With ARGV[5] (a worker name) the lease is not checked: that
-# worker knows its process running the job died. KEYS: job, running set, lease.
-# ARGV: now, max attempts, ttl, id, worker or ''.
+# worker knows its process running the job died. Returns what it did: 'requeued', 'failed', 'cancelled',
+# or why not: 'alive', 'other' (another worker's), 'not_running' (finished, re-queued or unknown by now).
+# KEYS: job, running set, lease. ARGV: now, max attempts, ttl, id, worker or ''.
 _RECLAIM = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if state ~= 'running' then
   redis.call('SREM', KEYS[2], ARGV[4])
-  return state or 'missing'
+  return 'not_running'
 end
 local worker = redis.call('HGET', KEYS[1], 'worker') or '?'
 if ARGV[5] ~= '' then
@@ -119,6 +132,7 @@ elseif redis.call('EXISTS', KEYS[3]) == 1 then
 end
 redis.call('DEL', KEYS[3])
 redis.call('SREM', KEYS[2], ARGV[4])
+redis.call('HINCRBY', KEYS[1], 'rev', 1)
 local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
 if redis.call('HGET', KEYS[1], 'cancel_requested') == '1' then
   redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished', ARGV[1], 'updated', ARGV[1],
@@ -146,12 +160,14 @@ if not state then return false end
 if state == 'queued' then
   redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished', ARGV[1], 'updated', ARGV[1],
              'message', 'cancelled before it started')
+  redis.call('HINCRBY', KEYS[1], 'rev', 1)
   redis.call('EXPIRE', KEYS[1], ARGV[2])
   return 'cancelled'
 end
 if state == 'running' then
   redis.call('HSET', KEYS[1], 'cancel_requested', '1', 'updated', ARGV[1],
              'message', 'cancel requested; stopping after the current step')
+  redis.call('HINCRBY', KEYS[1], 'rev', 1)
   return 'cancelling'
 end
 return state
@@ -176,7 +192,27 @@ if ARGV[3] ~= '' and redis.call('HGET', KEYS[1], 'lease') ~= ARGV[3] then return
 redis.call('SREM', KEYS[2], ARGV[2])
 redis.call('DEL', KEYS[3])
 redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('HINCRBY', KEYS[1], 'rev', 1)
 redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
+
+
+# Put back a record Redis lost, unless Redis has one (a live record is always newer than the volume's).
+# A running job gets a lease under its old owner's token: if that process still runs it carries on,
+# otherwise the lease lapses and the sweep re-queues the job. No new owner can start it before then.
+# KEYS: job, index, running set, lease, lock. ARGV: id, created, state, seconds to live (finished
+# jobs; 0 = none), lease token, lease ms, lock ttl (0 = no lock), then field/value pairs.
+_RESTORE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 8))
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+if ARGV[3] == 'running' then
+  redis.call('SADD', KEYS[3], ARGV[1])
+  if ARGV[5] ~= '' then redis.call('SET', KEYS[4], ARGV[5], 'PX', ARGV[6]) end
+end
+if tonumber(ARGV[4]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
+if tonumber(ARGV[7]) > 0 then redis.call('SET', KEYS[5], ARGV[1], 'NX', 'EX', ARGV[7]) end
 return 1
 """
 
@@ -218,10 +254,17 @@ def decode_job(raw: Mapping[str, str]) -> dict[str, Any]:
 
 
 class JobStore:
-    def __init__(self, client: redis.Redis, prefix: str = "ddpm", ttl_s: int = 30 * 24 * 3600) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str = "ddpm",
+        ttl_s: int = 30 * 24 * 3600,
+        mirror: JobMirror | None = None,
+    ) -> None:
         self.client = client
         self.prefix = prefix
         self.ttl_s = ttl_s
+        self.mirror = mirror
         self._create = client.register_script(_CREATE)
         self._start = client.register_script(_START)
         self._cancel = client.register_script(_CANCEL)
@@ -229,9 +272,12 @@ class JobStore:
         self._finish = client.register_script(_FINISH)
         self._renew = client.register_script(_RENEW)
         self._reclaim = client.register_script(_RECLAIM)
+        self._restore = client.register_script(_RESTORE)
 
     @classmethod
-    def from_url(cls, url: str, prefix: str, ttl_s: int, timeout_s: float = 3.0) -> JobStore:
+    def from_url(
+        cls, url: str, prefix: str, ttl_s: int, timeout_s: float = 3.0, mirror: JobMirror | None = None
+    ) -> JobStore:
         client = redis.Redis.from_url(
             url,
             decode_responses=True,
@@ -239,7 +285,7 @@ class JobStore:
             socket_timeout=timeout_s,
             health_check_interval=30,
         )
-        return cls(client, prefix, ttl_s)
+        return cls(client, prefix, ttl_s, mirror)
 
     # keys
     def job_key(self, job_id: str) -> str:
@@ -261,6 +307,10 @@ class JobStore:
 
     def worker_key(self, hostname: str) -> str:
         return f"{self.prefix}:worker:{hostname}"
+
+    @property
+    def restored_key(self) -> str:
+        return f"{self.prefix}:restored"
 
     # API side
     def create(
@@ -290,6 +340,8 @@ class JobStore:
             "message": "queued; waiting for a worker",
             "created": now,
             "updated": now,
+            "rev": 1,
+            **({"lock": lock} if lock else {}),  # so a restored active job takes its lock back
             **(extra or {}),
         }
         owner = self._create(
@@ -305,6 +357,8 @@ class JobStore:
                 *_flatten(record),
             ],
         )
+        if owner == job_id:
+            self._mirror(job_id)
         return owner, owner == job_id
 
     def get(self, job_id: str) -> dict[str, Any] | None:
@@ -340,7 +394,10 @@ class JobStore:
 
     def cancel(self, job_id: str) -> str | None:
         """None if unknown; 'cancelled' (was queued), 'cancelling' (was running) or the terminal state."""
-        return self._cancel(keys=[self.job_key(job_id)], args=[time.time(), self.ttl_s]) or None
+        outcome = self._cancel(keys=[self.job_key(job_id)], args=[time.time(), self.ttl_s]) or None
+        if outcome in (CANCELLED, "cancelling"):
+            self._mirror(job_id)
+        return outcome
 
     def fail(self, job_id: str, error: str) -> None:
         self.finish(job_id, FAILED, error=error, message="failed")
@@ -355,10 +412,13 @@ class JobStore:
     def start(self, job_id: str, worker: str, token: str, lease_s: float, max_attempts: int) -> str:
         """'running' or 'resumed' when this worker now owns the job (under `token`), else why not:
         'busy' (another live worker owns it), 'exhausted' (failed: too many attempts), or its state."""
-        return self._start(
+        outcome = self._start(
             keys=[self.job_key(job_id), self.running_key, self.lease_key(job_id)],
             args=[time.time(), worker, _ms(lease_s), job_id, token, max_attempts, self.ttl_s],
         )
+        if outcome in ("running", "resumed", "exhausted"):
+            self._mirror(job_id)
+        return outcome
 
     def renew(self, job_id: str, token: str, lease_s: float) -> bool:
         """Extend the lease; False when the job is no longer this token's (taken over, finished)."""
@@ -371,10 +431,13 @@ class JobStore:
     def reclaim(self, job_id: str, max_attempts: int, worker: str | None = None) -> str:
         """Re-queue a running job whose lease expired (or, with `worker`, whose process that worker
         saw die). 'requeued' means the caller must publish it again; see _RECLAIM for the rest."""
-        return self._reclaim(
+        outcome = self._reclaim(
             keys=[self.job_key(job_id), self.running_key, self.lease_key(job_id)],
             args=[time.time(), max_attempts, self.ttl_s, job_id, worker or ""],
         )
+        if outcome in ("requeued", FAILED, CANCELLED):
+            self._mirror(job_id)
+        return outcome
 
     def progress(self, job_id: str, token: str = "", **fields: Any) -> bool:
         now = time.time()
@@ -387,12 +450,58 @@ class JobStore:
             raise ValueError(f"{state!r} is not a terminal state")
         now = time.time()
         args = _flatten({"state": state, **fields, "finished": now, "updated": now})
-        return bool(
+        landed = bool(
             self._finish(
                 keys=[self.job_key(job_id), self.running_key, self.lease_key(job_id)],
                 args=[self.ttl_s, job_id, token, *args],
             )
         )
+        if landed:
+            self._mirror(job_id)
+        return landed
+
+    def restore(self, job: Mapping[str, Any], lease_s: float, now: float | None = None) -> bool:
+        """Put back a record Redis lost (see _RESTORE); False when Redis has it or it has expired."""
+        now = time.time() if now is None else now
+        state, ttl = job["state"], 0
+        if state in TERMINAL_STATES:
+            ttl = round(float(job.get("finished") or job.get("updated") or now) + self.ttl_s - now)
+            if ttl <= 0:
+                return False
+        lock = job.get("lock") if state in ACTIVE_STATES else None
+        return bool(
+            self._restore(
+                keys=[
+                    self.job_key(job["id"]),
+                    self.index_key,
+                    self.running_key,
+                    self.lease_key(job["id"]),
+                    self.lock_key(lock or "-"),
+                ],
+                args=[
+                    job["id"],
+                    job.get("created") or now,
+                    state,
+                    ttl,
+                    (job.get("lease") or "") if state == RUNNING else "",
+                    _ms(lease_s),
+                    self.ttl_s if lock else 0,
+                    *_flatten(job),
+                ],
+            )
+        )
+
+    def _mirror(self, job_id: str) -> None:
+        """Copy the record, as it is after a state change, to the volume. A failure here is logged, not
+        raised: the change itself has happened, and only the copy a restore would use is stale."""
+        if self.mirror is None:
+            return
+        try:
+            raw = self.client.hgetall(self.job_key(job_id))
+            if raw:
+                self.mirror.write(decode_job(raw))
+        except (OSError, redis.RedisError) as err:
+            log.warning("job %s: its record was not copied to the volume (%s)", job_id, err)
 
     def cancel_requested(self, job_id: str) -> bool:
         return self.client.hget(self.job_key(job_id), "cancel_requested") == "1"
@@ -411,6 +520,14 @@ class JobStore:
 
     def running_ids(self) -> list[str]:
         return sorted(self.client.smembers(self.running_key))
+
+    # restoring from the volume (service/jobmirror.py)
+    def holds_restored_records(self) -> bool:
+        """False on a Redis that lost its data (or a new one) until a restore has run against it."""
+        return bool(self.client.exists(self.restored_key))
+
+    def mark_restored(self) -> None:
+        self.client.set(self.restored_key, str(time.time()))
 
 
 def _ms(seconds: float) -> int:

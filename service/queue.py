@@ -41,8 +41,13 @@ class JobQueue:
             },
         )
 
-    def enqueue(self, kind: str, job_id: str) -> None:
-        """Publish the job; the Celery task id is the job id, so worker logs name the job."""
+    def enqueue(self, kind: str, job_id: str, queue: str | None = None) -> None:
+        """Publish the job (to `queue`, default this API's); the Celery task id is the job id, so
+        worker logs name the job."""
         self.celery.send_task(
-            TASK_NAMES[kind], args=[job_id], queue=self.settings.queue, task_id=job_id, ignore_result=True
+            TASK_NAMES[kind],
+            args=[job_id],
+            queue=queue or self.settings.queue,
+            task_id=job_id,
+            ignore_result=True,
         )

@@ -18,7 +18,11 @@ from typing import Any
 
 from celery import Celery, signals
 
-from service.jobstore import TASK_NAMES, JobStore
+from ddpm.runs import RUNNING as RUN_RUNNING
+from ddpm.runs import RunDir
+from service.checkpoints import QUEUED_RUN
+from service.jobmirror import JobMirror, prune_now_and_then, restore_if_lost
+from service.jobstore import TASK_NAMES, TERMINAL_STATES, TRAIN, JobStore
 from service.queue import broker_options
 from service.settings import get_settings
 
@@ -52,13 +56,25 @@ HEARTBEAT_TTL_FACTOR = 3  # a worker key outlives two missed beats
 
 def job_store() -> JobStore:
     return JobStore.from_url(
-        settings.redis_url, settings.key_prefix, settings.job_ttl_s, settings.redis_timeout_s
+        settings.redis_url,
+        settings.key_prefix,
+        settings.job_ttl_s,
+        settings.redis_timeout_s,
+        mirror=JobMirror.of(settings.data_dir),
+    )
+
+
+def publish_job(kind: str, job_id: str, queue: str | None) -> None:
+    """Send a job (again) to the queue the API recorded for it; the task id is the job id."""
+    app.send_task(
+        TASK_NAMES[kind], args=[job_id], queue=queue or settings.queue, task_id=job_id, ignore_result=True
     )
 
 
 class Heartbeat:
-    """Refreshes <prefix>:worker:<hostname> in Redis so /readyz can list live workers, and re-queues
-    jobs whose lease lapsed (any live worker does; the Lua script lets only one of them succeed)."""
+    """Refreshes <prefix>:worker:<hostname> in Redis so /readyz can list live workers, restores the
+    job records from the volume if Redis lost them (service/jobmirror.py), and re-queues jobs whose
+    lease lapsed (any live worker does; the Lua scripts let only one of them succeed per job)."""
 
     def __init__(self, hostname: str) -> None:
         self.hostname = hostname
@@ -79,6 +95,8 @@ class Heartbeat:
             try:
                 ttl = max(1, round(HEARTBEAT_TTL_FACTOR * settings.worker_heartbeat_s))
                 store.beat(self.hostname, self.info, ttl)
+                restore_if_lost(store, publish_job, settings.lease_s)
+                prune_now_and_then(store)
                 reclaim_lost_jobs(store)
             except Exception as err:  # Redis blips must not kill the worker; the key just expires
                 log.warning("heartbeat failed: %s", err)
@@ -121,20 +139,26 @@ def reclaim_lost_jobs(store: JobStore) -> list[str]:
 
 def _reclaim(store: JobStore, job_id: str, worker: str | None = None) -> str:
     outcome = store.reclaim(job_id, settings.max_attempts, worker)
-    if outcome == "requeued":
-        job = store.get(job_id) or {}
-        # A message for it may still sit unacked with the dead worker; if both arrive, the lease
-        # lets one run and the other is dropped.
-        app.send_task(
-            TASK_NAMES[job.get("kind", "train")],
-            args=[job_id],
-            queue=job.get("queue") or settings.queue,
-            task_id=job_id,
-            ignore_result=True,
-        )
     if outcome in ("requeued", "failed", "cancelled"):
+        job = store.get(job_id) or {}
+        if outcome == "requeued":
+            # A message for it may still sit unacked with the dead worker; if both arrive, the lease
+            # lets one run and the other is dropped.
+            publish_job(job.get("kind", "train"), job_id, job.get("queue"))
+        else:
+            settle_run(job)
         log.warning("job %s lost its worker: %s", job_id, outcome)
     return outcome
+
+
+def settle_run(job: dict[str, Any]) -> None:
+    """A training that ended without its trainer saying so (given up after its workers kept dying,
+    or cancelled while lost) marks its run.json, which the dead trainer left 'running', the same way."""
+    if job.get("kind") != TRAIN or job.get("state") not in TERMINAL_STATES or not job.get("run_id"):
+        return
+    run = RunDir.of(settings.data_dir, job["run_id"])
+    if run.exists() and run.read().get("status") in (QUEUED_RUN, RUN_RUNNING):
+        run.update(status=job["state"], error=job.get("error"))
 
 
 @signals.task_failure.connect

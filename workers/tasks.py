@@ -22,7 +22,7 @@ from models.config import ConfigError
 from service.checkpoints import QUEUED_RUN, CheckpointRef
 from service.jobstore import CANCELLED, FAILED, FID, SAMPLE, SUCCEEDED, TASK_NAMES, TRAIN, JobStore
 from service.samplecache import SampleSpec
-from workers.app import app, job_store, settings
+from workers.app import app, job_store, settings, settle_run
 from workers.progress import JobLease, JobReporter
 
 log = logging.getLogger("workers")
@@ -50,6 +50,8 @@ def run_job(task: Task, job_id: str, handler: Handler) -> None:
     started = store.start(job_id, worker, token, settings.lease_s, settings.max_attempts)
     if started not in ("running", "resumed"):
         log.info("job %s not run: it is %s", job_id, started)
+        if started == "exhausted":  # failed just now: started too often already
+            settle_run(store.get(job_id) or {})
         return
     job = store.get(job_id)
     assert job is not None

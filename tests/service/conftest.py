@@ -18,7 +18,7 @@ import sys
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -103,9 +103,17 @@ def _cleanup(url: str, tag: str) -> None:
             client.delete(*keys)
 
 
-def start_worker(settings: Settings, name: str, log_path: Path, **env_extra: str) -> subprocess.Popen[bytes]:
+def start_worker(
+    settings: Settings,
+    name: str,
+    log_path: Path,
+    *,
+    celery_args: Sequence[str] = (),
+    **env_extra: str,
+) -> subprocess.Popen[bytes]:
     """`ddpm worker` (as compose starts it) on the settings' queue, CPU, progress written at every
-    step; returns once its heartbeat is in Redis. It leads its own process group (kill it with killpg)."""
+    step; returns once its heartbeat is in Redis. It leads its own process group (kill it with killpg).
+    `celery_args` go to `celery worker` (e.g. ["--include", a test-only module])."""
     env = {
         **os.environ,
         "REDIS_URL": settings.redis_url,
@@ -121,6 +129,7 @@ def start_worker(settings: Settings, name: str, log_path: Path, **env_extra: str
     command = [
         sys.executable, "-m", "ddpm.cli", "--data-dir", str(settings.data_dir),
         "worker", "--device", "cpu", "--name", name,
+        *(["--", *celery_args] if celery_args else []),
     ]  # fmt: skip
     with log_path.open("wb") as log:  # the child keeps its own descriptor
         process = subprocess.Popen(
