@@ -1,10 +1,12 @@
 """Load check: N concurrent clients poll a job and fetch a cached sample grid for a fixed time.
 
-    .venv/bin/python -m tests.service.load --base http://127.0.0.1:8000 --job JOB_ID \
-        --sample '/samples?run=RUN&n=4&sampler=ddim&steps=2' --clients 50 --seconds 60
+    .venv/bin/python -m tests.service.load --base http://127.0.0.1:8000 --prepare --clients 50 --seconds 60
 
-Every request must answer 200 (the grid as image/png); prints count, rate, p50/p99/max latency and
-the errors, and exits 1 on any error. Not a pytest test: it needs a running API (docs/reliability.md).
+--prepare first makes what the clients read through the real path (a 2-step training of a tiny model
+and a 4-image DDIM grid from it, run by a worker), then measures; or name them yourself with
+--job JOB_ID --sample '/samples?run=RUN&n=4&sampler=ddim&steps=2'. Every request must answer 200 (the
+grid as image/png); prints count, rate, p50/p99/max latency and the errors, and exits 1 on any error.
+Not a pytest test: it needs a running API (docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -16,6 +18,39 @@ import sys
 import time
 
 import httpx
+
+# The smallest real model: a 16x16 digits training of two steps, and a 4-image DDIM grid from it.
+PREPARE_TRAIN = {
+    "arch": "pure_unet",
+    "dataset": "digits",
+    "width": 0.125,
+    "image_size": 16,
+    "batch_size": 8,
+    "epochs": 1,
+    "max_steps": 2,
+}
+PREPARE_TIMEOUT_S = 300.0
+
+
+def prepare(base: str, headers: dict[str, str]) -> tuple[str, str]:
+    """(job id, sample path): a finished training and its cached grid, made by the API's worker."""
+    with httpx.Client(base_url=base, headers=headers, timeout=PREPARE_TIMEOUT_S) as http:
+        accepted = http.post("/train", json=PREPARE_TRAIN)
+        accepted.raise_for_status()
+        job_id, run_id = accepted.json()["job_id"], accepted.json()["run_id"]
+        deadline = time.monotonic() + PREPARE_TIMEOUT_S
+        while (job := http.get(f"/jobs/{job_id}").json())["state"] in ("queued", "running"):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"training {job_id} did not finish in {PREPARE_TIMEOUT_S:.0f}s: {job}")
+            time.sleep(0.5)
+        if job["state"] != "succeeded":
+            raise SystemExit(f"training {job_id} {job['state']}: {job.get('error')}")
+        sample = f"/samples?run={run_id}&n=4&sampler=ddim&steps=2&seed=0"
+        grid = http.get(f"{sample}&wait={PREPARE_TIMEOUT_S:.0f}")
+        if grid.status_code != 200:
+            raise SystemExit(f"the grid was not made: {grid.status_code} {grid.text[:200]}")
+    print(f"prepared: job {job_id}, grid {sample}")
+    return job_id, sample
 
 
 async def _client(
@@ -62,12 +97,17 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--base", default="http://127.0.0.1:8000")
-    parser.add_argument("--job", required=True, help="a job id to poll (GET /jobs/ID)")
-    parser.add_argument("--sample", required=True, help="a GET /samples path whose grid is cached")
+    parser.add_argument("--prepare", action="store_true", help="make the job and grid first (needs a worker)")
+    parser.add_argument("--job", help="a job id to poll (GET /jobs/ID)")
+    parser.add_argument("--sample", help="a GET /samples path whose grid is cached")
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--api-key")
     args = parser.parse_args()
+    if args.prepare:
+        args.job, args.sample = prepare(args.base, {"X-API-Key": args.api_key} if args.api_key else {})
+    elif not (args.job and args.sample):
+        parser.error("give --job and --sample, or --prepare")
     paths = [f"/jobs/{args.job}", args.sample, "/jobs?limit=20"]
     return asyncio.run(run(args.base, paths, args.clients, args.seconds, args.api_key))
 
