@@ -35,7 +35,7 @@ JOB_FIELDS = (
     "image_steps_per_s",
     "rate_phase",
 )
-TRAIN_PHASE, SAMPLE_PHASE = "train", "sample"  # rate_phase values (workers/throughput.py)
+TRAIN_PHASE, SAMPLE_PHASE = "train", "sample"  # rate_phase values (workers.throughput, not imported here)
 
 
 def _float(value: Any) -> float | None:

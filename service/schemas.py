@@ -208,6 +208,13 @@ class JobOut(BaseModel):
     total: int | None = None
     loss: float | None = None
     eta_s: float | None = Field(None, description="seconds left, from the current rate")
+    images_per_s: float | None = Field(
+        None, description="throughput over the last seconds: training images, or images sampled"
+    )
+    image_steps_per_s: float | None = Field(
+        None, description="sampling: network evaluations x images per second"
+    )
+    rate_phase: str | None = Field(None, description="what the rates measure: train, sample, or an FID phase")
     message: str | None = None
     error: str | None = None
     run_id: str | None = None

@@ -24,6 +24,7 @@ from service.jobstore import CANCELLED, FAILED, FID, SAMPLE, SUCCEEDED, TASK_NAM
 from service.samplecache import SampleSpec
 from workers.app import app, job_store, settings, settle_run
 from workers.progress import JobLease, JobReporter
+from workers.throughput import SAMPLE_PHASE, TRAIN_PHASE, SamplingMeter, Throughput
 
 log = logging.getLogger("workers")
 
@@ -121,6 +122,7 @@ def run_training(job: dict[str, Any], report: JobReporter) -> Outcome:
 
     run_id = job["params"]["run_id"]
     config = TrainConfig.from_dict(job["params"]["config"])
+    throughput = Throughput.of(report.store, TRAIN, TRAIN_PHASE)
 
     def on_progress(p: TrainProgress) -> None:
         report(
@@ -131,6 +133,7 @@ def run_training(job: dict[str, Any], report: JobReporter) -> Outcome:
             loss=p.loss,
             eta_s=p.eta,
             message=f"training: epoch {p.epoch}, step {p.step}/{p.total_steps}",
+            **throughput.add(images=config.batch_size),  # a step's batch (the epoch's last may be short)
         )
 
     def on_checkpoint(entry: dict[str, Any]) -> None:
@@ -139,7 +142,12 @@ def run_training(job: dict[str, Any], report: JobReporter) -> Outcome:
     hooks = TrainHooks(
         on_progress=[on_progress], on_checkpoint=[on_checkpoint], should_stop=report.cancel_requested
     )
-    result = train(config, settings.data_dir, run_id=run_id, device=settings.device, hooks=hooks, resume=True)
+    try:
+        result = train(
+            config, settings.data_dir, run_id=run_id, device=settings.device, hooks=hooks, resume=True
+        )
+    finally:
+        throughput.flush()
     checkpoints = [
         {**c, "links": {"samples": f"/samples?run={run_id}&checkpoint={c['step']}&seed=0&n=80"}}
         for c in result.checkpoints
@@ -168,8 +176,11 @@ def run_training(job: dict[str, Any], report: JobReporter) -> Outcome:
     }
 
 
-def _rate_reporter(report: JobReporter, label: str) -> Callable[[int, int], None]:
-    """progress(done, total) for the engine: checks for cancel at every call, reports an ETA."""
+def _rate_reporter(
+    report: JobReporter, label: str, meter: SamplingMeter | None = None
+) -> Callable[[int, int], None]:
+    """progress(done, total) for the engine: checks for cancel at every call, reports an ETA (and
+    with a meter, images per second)."""
     started = time.monotonic()
 
     def progress(done: int, total: int) -> None:
@@ -183,6 +194,7 @@ def _rate_reporter(report: JobReporter, label: str) -> Callable[[int, int], None
             total=total,
             eta_s=eta,
             message=f"{label}: {done}/{total}",
+            **(meter.update(done, total) if meter else {}),
         )
 
     return progress
@@ -206,7 +218,13 @@ def run_sampling(job: dict[str, Any], report: JobReporter) -> Outcome:
             spec.eta,
             device=settings.device,
             batch_size=settings.sample_batch_size,
-            progress=_rate_reporter(report, "sampling, network calls"),
+            progress=_rate_reporter(
+                report,
+                "sampling, network calls",
+                SamplingMeter(
+                    Throughput.of(report.store, SAMPLE, SAMPLE_PHASE), spec.n, settings.sample_batch_size
+                ),
+            ),
         )
         if meta.get("weights") != ref.weights:
             log.warning(
@@ -246,6 +264,8 @@ def run_fid(job: dict[str, Any], report: JobReporter) -> Outcome:
     # report, which comes only after its first batch.
     phase_started: dict[str, float] = {}
     last_report = [time.monotonic()]
+    n_max = max(params["n_samples"]) if isinstance(params["n_samples"], list) else params["n_samples"]
+    sampling = SamplingMeter(Throughput.of(report.store, FID, SAMPLE_PHASE), n_max, params["batch_size"])
 
     def progress(phase: str, done: int, total: int) -> None:
         report.raise_if_cancelled()
@@ -260,6 +280,8 @@ def run_fid(job: dict[str, Any], report: JobReporter) -> Outcome:
             total=total,
             eta_s=elapsed / done * (total - done) if done else None,  # of this phase
             message=f"{phase}: {done}/{total}",
+            # Throughput is the sampler's; other phases say which they are, so /metrics skips them.
+            **(sampling.update(done, total) if phase == "sampling" else {"rate_phase": phase}),
         )
 
     outcome = evaluate_checkpoint(
