@@ -51,6 +51,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--download", action="store_true", help="allow downloading CIFAR-10 even if DDPM_DOWNLOAD=0"
     )
+    train.add_argument(
+        "--no-tensorboard", action="store_true", help="write no TensorBoard events (<run>/tensorboard)"
+    )
+    train.add_argument(
+        "--tensorboard-samples",
+        type=int,
+        default=16,
+        help="images in the TensorBoard grid sampled at each kept checkpoint (0: none)",
+    )
     train.set_defaults(handler=cmd_train)
 
     sample = subparsers.add_parser("sample", help="write a seeded PNG grid from a checkpoint")
@@ -101,6 +110,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ddpm.runs import RunDir
+    from ddpm.tensorboard_log import TensorBoardLog, TensorBoardOptions
     from ddpm.training import TrainConfig, TrainHooks, train
 
     root = data_dir(args.data_dir)
@@ -146,9 +156,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         bar.set_postfix(loss=f"{progress.loss:.4f}", epoch=progress.epoch, refresh=False)
         bar.refresh()
 
+    tensorboard = TensorBoardLog(
+        root,
+        TensorBoardOptions(enabled=not args.no_tensorboard, samples=args.tensorboard_samples),
+        device=args.device,
+    )
     try:
-        result = train(config, root, run_id=run_id, device=args.device, hooks=TrainHooks(on_progress=[show]))
+        hooks = tensorboard.attach(TrainHooks(on_progress=[show]))
+        result = train(config, root, run_id=run_id, device=args.device, hooks=hooks)
     finally:
+        tensorboard.close()
         for bar in bars:
             bar.close()
     run = RunDir.of(root, result.run_id)
@@ -158,6 +175,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     for entry in result.checkpoints:
         print(f"  checkpoint {run.checkpoints_dir / entry['file']}")
     print(f"  loss history {run.loss_path}")
+    if not args.no_tensorboard:
+        print(f"  TensorBoard  tensorboard --logdir {run.path / 'tensorboard'}")
     return 0
 
 

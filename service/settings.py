@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     worker_heartbeat_s: float = Field(10, gt=0)  # worker liveness key, and how often lost jobs are swept
     max_attempts: int = Field(3, ge=1, le=100)  # starts of one job before it is failed as a worker-killer
     sample_batch_size: int = Field(128, ge=1, le=4096)
+    # TensorBoard events of every training run (runs/<id>/tensorboard): scalars each step, and a grid of
+    # this many images (DDIM, this many steps, fixed noise) at each kept checkpoint; 0 images: none.
+    tensorboard: bool = True
+    tensorboard_samples: int = Field(16, ge=0, le=256)
+    tensorboard_sample_steps: int = Field(20, ge=1, le=1000)
     # Unacked messages are redelivered after this long. The lease, not this, keeps a job from running
     # twice; this only bounds how long a message lost with its worker waits (the sweep is faster).
     visibility_timeout_s: int = Field(7 * DAY, ge=1)

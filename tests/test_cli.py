@@ -42,6 +42,7 @@ def test_train_then_sample_on_digits(data_dir: Path, capsys: pytest.CaptureFixtu
     assert code == 0, err
     assert "run cli-run: succeeded at step 3/3" in out
     assert (data_dir / "runs" / "cli-run" / "checkpoints" / "step-00000003.safetensors").is_file()
+    assert any((data_dir / "runs" / "cli-run" / "tensorboard").glob("events.out.tfevents.*"))
 
     out_png = data_dir / "grid.png"
     argv = ("sample", "--arch", "pure_unet", "--seed", "0", "--n", "12", "--nrow", "4")

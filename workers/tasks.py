@@ -118,6 +118,7 @@ def _mark_queued_run(run_id: str, status: str, error: str | None) -> None:
 
 
 def run_training(job: dict[str, Any], report: JobReporter) -> Outcome:
+    from ddpm.tensorboard_log import TensorBoardLog, TensorBoardOptions
     from ddpm.training import TrainConfig, TrainHooks, TrainProgress, train
 
     run_id = job["params"]["run_id"]
@@ -142,12 +143,27 @@ def run_training(job: dict[str, Any], report: JobReporter) -> Outcome:
     hooks = TrainHooks(
         on_progress=[on_progress], on_checkpoint=[on_checkpoint], should_stop=report.cancel_requested
     )
+    tensorboard = TensorBoardLog(
+        settings.data_dir,
+        TensorBoardOptions(
+            enabled=settings.tensorboard,
+            samples=settings.tensorboard_samples,
+            sample_steps=settings.tensorboard_sample_steps,
+        ),
+        device=settings.device,
+    )
     try:
         result = train(
-            config, settings.data_dir, run_id=run_id, device=settings.device, hooks=hooks, resume=True
+            config,
+            settings.data_dir,
+            run_id=run_id,
+            device=settings.device,
+            hooks=tensorboard.attach(hooks),
+            resume=True,
         )
     finally:
         throughput.flush()
+        tensorboard.close()
     checkpoints = [
         {**c, "links": {"samples": f"/samples?run={run_id}&checkpoint={c['step']}&seed=0&n=80"}}
         for c in result.checkpoints

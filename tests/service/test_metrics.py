@@ -65,7 +65,7 @@ def test_queued_jobs_and_queue_depth(idle_client: TestClient, idle_settings: Set
     )
 
 
-def test_a_training_job_moves_the_figures(
+def test_a_training_job_moves_the_figures_and_logs_to_tensorboard(
     client: TestClient, settings: Settings, worker: dict[str, Any]
 ) -> None:
     before = scrape(client)
@@ -103,6 +103,14 @@ def test_a_training_job_moves_the_figures(
     assert value(again, count, kind="train", state="cancelled") == value(
         after, count, kind="train", state="cancelled"
     )
+
+    # The worker wrote TensorBoard events: a loss per step, and a grid at the step it stopped at.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(settings.data_dir / "runs" / accepted["run_id"] / "tensorboard"))
+    events.Reload()
+    assert events.Scalars("train/loss")[-1].step == done["step"]
+    assert [image.step for image in events.Images("samples")] == [done["step"]]
 
 
 def test_a_sampling_job_counts_its_images(
