@@ -59,6 +59,15 @@ def test_redis_persists_and_everything_has_a_healthcheck(compose: dict[str, Any]
     assert services["flower"]["profiles"] == ["flower"]  # optional
 
 
+def test_tensorboard_is_optional_and_reads_the_runs(compose: dict[str, Any]) -> None:
+    tensorboard = compose["services"]["tensorboard"]
+    assert tensorboard["profiles"] == ["tensorboard"]
+    assert tensorboard["image"] == compose["services"]["api"]["image"]  # the app image has tensorboard
+    command = tensorboard["command"]
+    assert command[0] == "tensorboard" and command[command.index("--logdir") + 1] == "/data/runs"
+    assert tensorboard["volumes"] == ["ddpm-data:/data:ro"] and tensorboard["ports"] == ["6006:6006"]
+
+
 def test_dockerfile_installs_the_packages_and_serves_the_app() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert text.startswith("#") and "\nFROM python:3.11" in text
