@@ -36,6 +36,9 @@ from ddpm.seeding import STREAM_TRAINING, derive_seed
 MAX_EPOCHS = 10_000
 MAX_BATCH = 4096
 MAX_WIDTH = 4.0
+# loss.csv is read while training runs (GET /runs/{id}/loss.png): its rows reach the disk at least this
+# often, besides every epoch end.
+LOSS_FLUSH_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -279,6 +282,7 @@ class Trainer:
         started = time.monotonic()
         start_step = step
         first_step_done = 0.0
+        loss_flushed = 0.0
         loss_value: float | None = None
         order, order_epoch = torch.empty(0, dtype=torch.long), -1
         status = SUCCEEDED
@@ -331,8 +335,10 @@ class Trainer:
                 keep = step == total_steps or (
                     epoch_done and (step // steps_per_epoch) % cfg.checkpoint_every == 0
                 )
-                if epoch_done or keep:
+                if epoch_done or keep or elapsed - loss_flushed >= LOSS_FLUSH_S:
                     loss_file.flush()
+                    loss_flushed = elapsed
+                if epoch_done or keep:
                     self._save(model, optimizer, ema, generator, step, steps_per_epoch, checkpoints, keep)
         except Cancelled:
             status = CANCELLED

@@ -278,3 +278,18 @@ def test_a_combined_preset_trains_under_a_safe_run_id(folder_data: Path) -> None
     result = train(_config(arch="pure_unet+anti_aliasing", max_steps=1), folder_data, device="cpu")
     assert result.run_id.startswith("pure_unet.anti_aliasing-") and result.status == "succeeded"
     assert RunDir.of(folder_data, result.run_id).read()["arch"] == "pure_unet+anti_aliasing"
+
+
+def test_loss_rows_reach_the_disk_while_training(folder_data: Path, monkeypatch) -> None:
+    """Readers (the loss plot) see a step's row within LOSS_FLUSH_S, not only at the epoch's end."""
+    from ddpm import training
+
+    monkeypatch.setattr(training, "LOSS_FLUSH_S", 0.0)
+    seen: list[list[float]] = []
+    hooks = TrainHooks(
+        on_progress=[
+            lambda p: seen.append([r["step"] for r in RunDir.of(folder_data, p.run_id).loss_history()])
+        ]
+    )
+    train(_config(max_steps=3), folder_data, run_id="live-loss", device="cpu", hooks=hooks)
+    assert seen == [[], [1.0], [1.0, 2.0]]  # at each step's hook, every earlier step is on disk
