@@ -29,6 +29,7 @@ from ddpm.training import TrainHooks, TrainProgress
 log = logging.getLogger("ddpm")
 
 TENSORBOARD_DIR = "tensorboard"
+FLUSH_S = 15  # events reach the disk this often (TensorBoard re-reads its logdir every few seconds)
 MAX_GRID_SAMPLES = 256
 
 
@@ -94,7 +95,9 @@ class TensorBoardLog:
             self._run_id = run_id
             # Steps >= purge_step logged earlier (by a process that crashed past its last checkpoint)
             # are hidden: this process logs them again.
-            self._writer = SummaryWriter(str(tensorboard_dir(self.data_dir, run_id)), purge_step=step)
+            self._writer = SummaryWriter(
+                str(tensorboard_dir(self.data_dir, run_id)), purge_step=step, flush_secs=FLUSH_S
+            )
         return self._writer
 
     def _sample_grid(self, checkpoint: Path) -> torch.Tensor:

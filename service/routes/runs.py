@@ -59,8 +59,11 @@ def run_detail(
         for entry in record.get("checkpoints", [])
         if entry.get("step") in on_disk
     ]
+    summary = _summary(record, job_id)
+    # The run's figures and raw log (service/routes/plots.py).
+    summary["links"].update(loss_plot=f"/runs/{run_id}/loss.png", loss_csv=f"/runs/{run_id}/loss.csv")
     return {
-        **_summary(record, job_id),
+        **summary,
         "train_config": record.get("train_config"),
         "model_config": record.get("model_config"),
         "steps_per_epoch": record.get("steps_per_epoch"),

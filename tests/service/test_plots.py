@@ -70,6 +70,13 @@ def test_loss_png_draws_the_curve_and_revalidates(plot_client: TestClient, volum
     grown = plot_client.get(f"/runs/{run.run_id}/loss.png", headers={"If-None-Match": etag})
     assert png(grown) and grown.headers["etag"] != etag
 
+    links = plot_client.get(f"/runs/{run.run_id}").json()["links"]
+    assert (
+        plot_client.get(links["loss_plot"]).status_code
+        == plot_client.get(links["loss_csv"]).status_code
+        == 200
+    )
+
     small = plot_client.get(
         f"/runs/{run.run_id}/loss.png", params={"smooth": 0, "log": True, "width": 400, "height": 300}
     )
