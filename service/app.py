@@ -15,8 +15,9 @@ from service.errors import install_handlers
 from service.jobstore import JobStore
 from service.middleware import BodySizeLimit
 from service.queue import JobQueue
-from service.routes import archs, fid, health, jobs, plots, runs, samples, train
+from service.routes import archs, fid, health, jobs, metrics, plots, runs, samples, train
 from service.settings import Settings
+from service.web import install_web
 
 DESCRIPTION = """Train, sample and score (FID) the DDPM UNet variants of *Newer Architectures for Diffusion*.
 
@@ -43,9 +44,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Content-Type", "X-API-Key", "Authorization"],
         )
     guarded = [Depends(require_api_key)]
-    for module in (archs, train, jobs, runs, samples, fid, plots):
+    for module in (archs, train, jobs, runs, samples, fid, plots, metrics):
         app.include_router(module.router, dependencies=guarded)
     app.include_router(health.router)  # probes carry no key
+    install_web(app)  # the page at / (no key: it holds no data; its requests carry the key)
     logging.getLogger("service").setLevel(logging.INFO)
     return app
 
