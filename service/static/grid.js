@@ -1,6 +1,6 @@
 // Sample grids: the sampling options both grid views share, and one labelled card per grid that asks
 // GET /samples, follows the sampling job it queued (or joined), and shows the PNG when it is written.
-import { errorOf, query, send } from "./api.js";
+import { errorOf, json, query, send } from "./api.js";
 import { h, progressBar } from "./dom.js";
 import { watchJob } from "./jobwatch.js";
 
@@ -76,8 +76,19 @@ export function sampleGrid(title, params) {
 
   function follow(accepted) {
     const bar = progressBar();
-    const cancel = h("button.small", { type: "button", onclick: () => send(`/jobs/${accepted.job_id}`, { method: "DELETE" }) }, "Cancel");
     const status = h("p.status", {}, accepted.joined ? "joined a sampling job already under way" : "sampling job queued");
+    const cancel = h(
+      "button.small.danger",
+      {
+        type: "button",
+        // On success the job's own record says "cancelled", through the watch below.
+        onclick: () =>
+          json(`/jobs/${accepted.job_id}`, { method: "DELETE" }).catch((error) => {
+            status.textContent = `cancel: ${error.message}`;
+          }),
+      },
+      "Cancel",
+    );
     frame.replaceChildren(status, bar.element, cancel);
     if (accepted.run_id) detail.textContent = accepted.run_id;
     unwatch = watchJob(accepted.job_id, async (job, problem) => {

@@ -55,9 +55,20 @@ export function jobsView() {
       h("td", {}, cancel),
     );
     let last = null;
+    let unwatch = null;
+    // Only running jobs are followed live; queued ones change state rarely, and the list's refresh
+    // sees them start (then they are followed too). Fifty queued jobs cost no connections.
+    function follow(next) {
+      if (unwatch || next.state !== "running") return;
+      unwatch = watchJob(next.id, (latest, problem) => {
+        if (latest) update(latest);
+        if (problem) clear(details, h("span.error", {}, problem.message));
+      });
+    }
     function update(next) {
       if (last && next.updated && last.updated && next.updated < last.updated) return; // an older copy
       last = next;
+      follow(next);
       bar.update(next);
       state.textContent = next.cancel_requested && !TERMINAL.includes(next.state) ? "cancelling" : next.state;
       state.className = `state ${next.state}`;
@@ -65,13 +76,7 @@ export function jobsView() {
       clear(details, next.error ? h("span.error", {}, next.error) : next.message ?? "");
     }
     update(job);
-    const unwatch = TERMINAL.includes(job.state)
-      ? () => {}
-      : watchJob(job.id, (next, problem) => {
-          if (next) update(next);
-          if (problem) clear(details, h("span.error", {}, problem.message));
-        });
-    return { element, update, unwatch };
+    return { element, update, unwatch: () => unwatch?.() };
   }
 
   async function cancelJob(id) {

@@ -6,7 +6,7 @@ import { ApiError, json } from "./api.js";
 import { streamEvents } from "./events.js";
 
 const MAX_STREAMS = 3;
-const POLL_MS = 1000;
+const POLL_MS = 2000;
 const RETRY_MS = 3000; // after a network error
 export const TERMINAL = ["succeeded", "failed", "cancelled"];
 
