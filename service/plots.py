@@ -31,6 +31,7 @@ class Size:
 
 @dataclass(frozen=True)
 class LossSeries:
+    label: str  # the run: "<arch>: run <id>"
     steps: Sequence[float]
     losses: Sequence[float]
     steps_per_epoch: int | None  # for the epoch axis on top; None when the run has not said yet
@@ -89,27 +90,42 @@ def message_png(title: str, message: str, size: Size) -> bytes:
     return _png(figure)
 
 
-def loss_png(series: LossSeries, title: str, smooth: float, log_scale: bool, size: Size) -> bytes:
-    """The training loss per step, raw (thin, translucent) and smoothed, like the report's figure 10."""
+def loss_png(runs: Sequence[LossSeries], smooth: float, log_scale: bool, size: Size) -> bytes:
+    """The training loss per step, raw (thin, translucent) and smoothed, like the report's figure 10;
+    several runs share the axes in different colours."""
     figure = _figure(size)
     ax = figure.add_subplot()
-    ax.plot(series.steps, series.losses, color="C0", alpha=RAW_ALPHA, linewidth=0.7, label="loss (raw)")
-    if smooth > 0:
-        smoothed = smooth_ema(series.losses, smooth)
-        ax.plot(series.steps, smoothed, color="C0", linewidth=1.6, label=f"smoothed ({smooth:g})")
+    single = len(runs) == 1
+    for index, series in enumerate(runs):
+        colour = f"C{index % 10}"
+        line = smooth_ema(series.losses, smooth) if smooth > 0 else list(series.losses)
+        if smooth > 0:  # the raw loss under its average, faint (smooth 0: the raw loss is the line)
+            raw_label = "loss (raw)" if single else None
+            ax.plot(
+                series.steps, series.losses, color=colour, alpha=RAW_ALPHA, linewidth=0.7, label=raw_label
+            )
+        if single:
+            label = f"smoothed ({smooth:g})" if smooth > 0 else "loss"
+        else:
+            label = f"{series.label} (step {series.steps[-1]:g}: {line[-1]:.4g})"
+        ax.plot(series.steps, line, color=colour, linewidth=1.6 if smooth > 0 else 0.8, label=label)
     ax.set_xlabel("step")
     ax.set_ylabel("MSE loss (eps prediction)")
     if log_scale:
         ax.set_yscale("log")
     ax.grid(True, alpha=0.3)
-    ax.set_xlim(left=0, right=max(series.steps[-1], 1))
-    if series.steps_per_epoch:
-        per_epoch = float(series.steps_per_epoch)
-        top = ax.secondary_xaxis("top", functions=(lambda s: s / per_epoch, lambda e: e * per_epoch))
+    ax.set_xlim(left=0, right=max(max(series.steps[-1] for series in runs), 1))
+    per_epoch = {series.steps_per_epoch for series in runs}
+    if len(per_epoch) == 1 and (steps := per_epoch.pop()):  # one epoch axis only when all runs share it
+        top = ax.secondary_xaxis("top", functions=(lambda s: s / steps, lambda e: e * steps))
         top.set_xlabel("epoch", fontsize=9)
-    last = series.losses[-1]
-    ax.set_title(f"{title}\nstep {series.steps[-1]:g}, last loss {last:.4g}", fontsize=10)
-    ax.legend(loc="upper right", fontsize=9)
+    if len(runs) == 1:
+        only = runs[0]
+        title = f"{only.label}\nstep {only.steps[-1]:g}, last loss {only.losses[-1]:.4g}"
+    else:
+        title = "training loss" + (f", smoothed ({smooth:g})" if smooth > 0 else "")
+    ax.set_title(title, fontsize=10, parse_math=False)
+    ax.legend(loc="upper right", fontsize=9 if len(runs) <= 4 else 7)
     return _png(figure)
 
 

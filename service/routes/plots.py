@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,7 +22,7 @@ from service import plots
 from service.checkpoints import existing_run
 from service.deps import SettingsDep
 from service.routes.fid import RESULTS_MODULE, result_rows
-from service.schemas import ArchName
+from service.schemas import ArchName, RunId
 from service.settings import Settings
 
 router = APIRouter(tags=["plots"])
@@ -31,6 +31,7 @@ router = APIRouter(tags=["plots"])
 RENDER_VERSION = "1"
 # Clients revalidate every time (a training run's loss changes every step); unchanged data is a 304.
 CACHE_CONTROL = "no-cache"
+MAX_COMPARED_RUNS = 9  # besides the run itself: ten colours
 MAX_FID_CURVES = 20  # a legend beyond this is unreadable; ?arch= narrows the plot
 REPORT_DATASET = "cifar10"  # the report's figures are CIFAR-10 FIDs
 
@@ -72,27 +73,36 @@ def _cached(body: bytes, media_type: str, etag: str, **headers: str) -> Response
 # ---- a run's loss
 
 
-def _loss_etag(run: RunDir, *query: object) -> str:
-    return _etag("loss", run.run_id, _stamp(run.loss_path), _stamp(run.record_path), *query)
+def _loss_etag(runs: Sequence[RunDir], *query: object) -> str:
+    stamps = [(run.run_id, _stamp(run.loss_path), _stamp(run.record_path)) for run in runs]
+    return _etag("loss", stamps, *query)
 
 
-def _loss_png(run: RunDir, smooth: float, log_scale: bool, size: plots.Size) -> bytes:
+def _loss_series(run: RunDir) -> plots.LossSeries | None:
     record = run.read()
     rows = run.loss_history()
-    title = f"{record.get('arch', '?')}: run {run.run_id}"
     if not rows:
-        return plots.message_png(title, f"no loss recorded yet (run status: {record.get('status')})", size)
-    series = plots.LossSeries(
+        return None
+    return plots.LossSeries(
+        label=f"{record.get('arch', '?')}: run {run.run_id}",
         steps=[row["step"] for row in rows],
         losses=[row["loss"] for row in rows],
         steps_per_epoch=record.get("steps_per_epoch"),
     )
-    return plots.loss_png(series, title, smooth, log_scale, size)
+
+
+def _loss_png(runs: Sequence[RunDir], smooth: float, log_scale: bool, size: plots.Size) -> bytes:
+    series = [s for s in map(_loss_series, runs) if s is not None]
+    if not series:
+        record = runs[0].read()
+        title = f"{record.get('arch', '?')}: run {runs[0].run_id}"
+        return plots.message_png(title, f"no loss recorded yet (run status: {record.get('status')})", size)
+    return plots.loss_png(series, smooth, log_scale, size)
 
 
 @router.get(
     "/runs/{run_id}/loss.png",
-    summary="the run's training loss per step: raw and smoothed (PNG)",
+    summary="the run's training loss per step: raw and smoothed (PNG), optionally beside other runs",
     response_class=Response,
     responses={**PNG_RESPONSES, 404: {"description": "no such run"}},
 )
@@ -104,14 +114,19 @@ async def loss_plot(
         float, Query(ge=0, le=0.999, description="exponential smoothing weight, as TensorBoard's slider")
     ] = 0.6,
     log: Annotated[bool, Query(description="logarithmic loss axis")] = False,
+    compare: Annotated[
+        list[RunId] | None,
+        Query(max_length=MAX_COMPARED_RUNS, description="other runs drawn on the same axes (repeatable)"),
+    ] = None,
     width: Width = 800,
     height: Height = 450,
 ) -> Response:
-    run = existing_run(settings.data_dir, run_id)
-    etag = _loss_etag(run, smooth, log, width, height)
+    others = [r for r in dict.fromkeys(compare or []) if r != run_id]
+    runs = [existing_run(settings.data_dir, r) for r in [run_id, *others]]
+    etag = _loss_etag(runs, smooth, log, width, height)
     if cached := _not_modified(request, etag):
         return cached
-    png = await anyio.to_thread.run_sync(_loss_png, run, smooth, log, plots.Size(width, height))
+    png = await anyio.to_thread.run_sync(_loss_png, runs, smooth, log, plots.Size(width, height))
     return _cached(png, "image/png", etag)
 
 
@@ -127,7 +142,7 @@ async def loss_plot(
 )
 async def loss_csv(run_id: str, request: Request, settings: SettingsDep) -> Response:
     run = existing_run(settings.data_dir, run_id)
-    etag = _loss_etag(run, "csv")
+    etag = _loss_etag([run], "csv")
     if cached := _not_modified(request, etag):
         return cached
     text = await anyio.to_thread.run_sync(run.complete_loss_csv)

@@ -20,6 +20,7 @@ from service.routes.plots import fid_curves, report_figures
 from service.settings import Settings
 
 RAW_BLUE = (31, 119, 180)  # matplotlib's C0, the loss curve's colour
+SECOND_ORANGE = (255, 127, 14)  # C1: the second run compared
 
 
 @pytest.fixture
@@ -81,6 +82,23 @@ def test_loss_png_draws_the_curve_and_revalidates(plot_client: TestClient, volum
         f"/runs/{run.run_id}/loss.png", params={"smooth": 0, "log": True, "width": 400, "height": 300}
     )
     assert png(small).size == (400, 300) and small.headers["etag"] != grown.headers["etag"]
+
+
+def test_loss_png_compares_runs_on_one_axis(plot_client: TestClient, volume: Path) -> None:
+    make_run(volume, "run-a", [0.5, 0.4, 0.3, 0.2])
+    make_run(volume, "run-b", [0.6, 0.5, 0.45, 0.4, 0.35, 0.3])
+    single = plot_client.get("/runs/run-a/loss.png")
+    both = plot_client.get("/runs/run-a/loss.png", params={"compare": ["run-b", "run-a"]})
+    image = png(both)
+    assert has_colour(image, RAW_BLUE) and has_colour(image, SECOND_ORANGE)
+    assert not has_colour(png(single), SECOND_ORANGE)
+    assert both.headers["etag"] != single.headers["etag"]
+    with (volume / "runs" / "run-b" / "loss.csv").open("a") as handle:  # the other run moves on
+        handle.write("7,0,0.25,0.0002,0.7\n")
+    moved = plot_client.get("/runs/run-a/loss.png", params={"compare": "run-b"})
+    assert moved.headers["etag"] != both.headers["etag"]
+    missing = plot_client.get("/runs/run-a/loss.png", params={"compare": "no-such-run"})
+    assert missing.status_code == 404 and "no-such-run" in missing.json()["detail"]
 
 
 def test_loss_png_bad_options_unknown_run_and_no_loss_yet(plot_client: TestClient, volume: Path) -> None:
