@@ -1,11 +1,12 @@
 // Runs: every training run; one run's configuration, checkpoints and loss curve, and a form that
 // continues it (resume) for more steps or epochs.
-import { apiImage, json } from "./api.js";
+import { imageUrl, json } from "./api.js";
 import { clear, formatEpoch, formatTime, h, message, progressBar, table } from "./dom.js";
 import { TERMINAL, watchJob } from "./jobwatch.js";
 import { fieldErrors } from "./train.js";
 
 const DEFAULT_SMOOTHING = 0.6;
+const LIVE_LOSS_MS = 10000; // while a run trains, its loss figure is redrawn this often (loss.csv is flushed every 5 s)
 
 export function runsView() {
   const list = h("div");
@@ -54,6 +55,8 @@ export function runsView() {
   function runDetail(run) {
     const active = h("div.active-job");
     const resume = resumeForm(run);
+    const loss = lossCurve(run.run_id);
+    let lossDrawn = Date.now();
     if (run.job_id) {
       // The run's latest job: followed live while it runs; a run can be resumed once it has ended.
       const bar = progressBar();
@@ -70,6 +73,10 @@ export function runsView() {
         resume.hidden = !ended;
         if (!ended) sawActive = true;
         else if (sawActive) show(run.run_id); // it just finished: new checkpoints, a new loss curve
+        if (job.state === "running" && Date.now() - lossDrawn > LIVE_LOSS_MS) {
+          lossDrawn = Date.now();
+          loss.draw();
+        }
       });
     }
     const config = run.train_config ?? {};
@@ -80,7 +87,7 @@ export function runsView() {
       h(
         "div.columns",
         {},
-        lossCurve(run.run_id),
+        loss.element,
         h(
           "div",
           {},
@@ -107,19 +114,32 @@ export function runsView() {
     ];
   }
 
-  /** The API's loss figure (raw and smoothed), with TensorBoard's smoothing slider. */
+  /**
+   * The API's loss figure (raw and smoothed) with TensorBoard's smoothing slider; draw() fetches it
+   * again, keeping the current one on screen until the new one is in (no flicker while a run trains).
+   */
   function lossCurve(runId) {
-    const frame = h("div");
+    const img = h("img.api-image", { alt: `loss curve of ${runId}`, dataset: { state: "loading" } });
+    const problem = h("div");
     const value = h("output", {}, String(DEFAULT_SMOOTHING));
     const slider = h("input", { type: "range", name: "smooth", min: "0", max: "0.99", step: "0.01", value: String(DEFAULT_SMOOTHING) });
-    const draw = () => {
-      value.textContent = slider.value;
-      clear(frame, apiImage(`/runs/${encodeURIComponent(runId)}/loss.png?smooth=${slider.value}`, `loss curve of ${runId}`));
-    };
+    img.addEventListener("load", () => (img.dataset.state = "ready"));
+    async function draw() {
+      try {
+        const url = await imageUrl(`/runs/${encodeURIComponent(runId)}/loss.png?smooth=${slider.value}`);
+        const previous = img.src;
+        img.src = url;
+        if (previous) URL.revokeObjectURL(previous);
+        clear(problem);
+      } catch (error) {
+        clear(problem, message("error", `loss curve: ${error.message}`));
+      }
+    }
     slider.addEventListener("input", () => (value.textContent = slider.value));
     slider.addEventListener("change", draw); // on release: one figure, not one per pixel dragged
     draw();
-    return h("div", {}, h("h3", {}, "Loss"), h("label.slider", {}, "Smoothing ", slider, value), frame);
+    const element = h("div", {}, h("h3", {}, "Loss"), h("label.slider", {}, "Smoothing ", slider, value), problem, img);
+    return { element, draw };
   }
 
   function resumeForm(run) {
