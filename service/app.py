@@ -6,12 +6,16 @@ This module imports no torch (tests/service/test_torch_free.py checks it in a fr
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from service.deps import require_api_key
 from service.errors import install_handlers
+from service.jobmirror import JobMirror, restore_if_lost
 from service.jobstore import JobStore
 from service.middleware import BodySizeLimit
 from service.queue import JobQueue
@@ -25,13 +29,34 @@ Requests are validated here and run as jobs on GPU workers; follow a job at `/jo
 server-sent events at `/jobs/{id}/events`. See docs/api.md.
 """
 
+log = logging.getLogger("service")
+
+
+def _restore_job_records(app: FastAPI) -> None:
+    """Put back job records Redis lost while no worker ran to do it (docs/reliability.md). Best effort:
+    with Redis down at start, the workers' heartbeat does it once Redis is back."""
+    try:
+        restore_if_lost(app.state.store, app.state.queue.enqueue, app.state.settings.lease_s)
+    except Exception as err:
+        log.warning("job records not checked against the volume at start: %s", err)
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    await anyio.to_thread.run_sync(_restore_job_records, app)
+    yield
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    app = FastAPI(title="ddpm-arch-bench", version="0.1.0", description=DESCRIPTION)
+    app = FastAPI(title="ddpm-arch-bench", version="0.1.0", description=DESCRIPTION, lifespan=_lifespan)
     app.state.settings = settings
     app.state.store = JobStore.from_url(
-        settings.redis_url, settings.key_prefix, settings.job_ttl_s, settings.redis_timeout_s
+        settings.redis_url,
+        settings.key_prefix,
+        settings.job_ttl_s,
+        settings.redis_timeout_s,
+        mirror=JobMirror.of(settings.data_dir),
     )
     app.state.queue = JobQueue(settings)
     install_handlers(app, settings.redis_url)

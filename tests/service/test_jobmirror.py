@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 import redis
+from fastapi.testclient import TestClient
 
 from ddpm.cli import main as ddpm_main
+from service.app import create_app
 from service.jobmirror import JobMirror, prune_expired, restore_if_lost, restore_jobs
 from service.jobstore import JobStore
 from service.settings import Settings
@@ -135,3 +137,15 @@ def test_jobs_rebuild_command(
     assert store.get(job_id)["state"] == "queued" and store.holds_restored_records()
     broker = redis.Redis.from_url(settings.redis_url)
     assert broker.llen(queue) == 1  # published again, to its recorded queue
+
+
+def test_the_api_restores_lost_records_at_start(store: JobStore, settings: Settings, tmp_path: Path) -> None:
+    """With no worker running, the API's start is what puts the records back."""
+    queue = f"{settings.key_prefix}-api-start"
+    job_id, _ = store.create("train", {"run_id": "r"}, extra={"queue": queue})
+    _lose_redis_data(store)
+    api_settings = settings.model_copy(update={"key_prefix": store.prefix, "data_dir": tmp_path})
+    with TestClient(create_app(api_settings)) as client:
+        jobs = client.get("/jobs").json()["jobs"]
+    assert [(job["id"], job["state"]) for job in jobs] == [(job_id, "queued")]
+    assert redis.Redis.from_url(settings.redis_url).llen(queue) == 1
