@@ -24,7 +24,7 @@ import torch
 
 from ddpm.errors import InvalidOption
 from ddpm.runs import RunDir
-from ddpm.training import TrainHooks, TrainProgress
+from ddpm.training import TrainHooks, TrainProgress, resolve_device
 
 log = logging.getLogger("ddpm")
 
@@ -106,7 +106,12 @@ class TensorBoardLog:
         options = self.options
         # Sampling must not move the global generators the trainer saves in its checkpoints (dropout
         # draws from them): an interrupted and resumed run must still match an uninterrupted one.
-        cuda = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+        device = resolve_device(self.device)
+        cuda = (
+            [device.index if device.index is not None else torch.cuda.current_device()]
+            if device.type == "cuda"
+            else []
+        )
         with torch.random.fork_rng(devices=cuda):
             images, _ = sample_checkpoint(
                 checkpoint,

@@ -159,7 +159,10 @@ async def loss_csv(run_id: str, request: Request, settings: SettingsDep) -> Resp
 
 def _results_stamp(settings: Settings) -> tuple[Any, ...]:
     """Result files are written once each (new name per evaluation): their names and stamps say it all."""
-    folder: Path = importlib.import_module(RESULTS_MODULE).results_dir(settings.data_dir)
+    try:
+        folder: Path = importlib.import_module(RESULTS_MODULE).results_dir(settings.data_dir)
+    except ModuleNotFoundError:
+        return ()  # no FID package in this build: result_rows answers 503 saying so
     if not folder.is_dir():
         return ()
     return tuple(sorted((path.name, _stamp(path)) for path in folder.glob("[!.]*.json")))
