@@ -3,7 +3,7 @@
 The API may run as several processes and the workers on other hosts, so nothing here lives in process
 memory; everything is in Redis, and every scrape reads it back.
 
-  <p>:metrics:duration   "<kind>|<state>|<le>" cumulative bucket counts, "<kind>|<state>|sum", "|count"
+  <p>:metrics:duration   "<kind>|<state>|<le>" cumulative bucket counts (+Inf: all), "<kind>|<state>|sum"
   <p>:metrics:counted    sorted set: the finished jobs already in the histogram (score: finish time)
   <p>:metrics:work       "<kind>|<unit>" running totals added by the workers (train|images, ...)
 
@@ -51,7 +51,6 @@ for i = 5, #ARGV do
   end
 end
 redis.call('HINCRBYFLOAT', KEYS[2], ARGV[3] .. '|sum', ARGV[4])
-redis.call('HINCRBY', KEYS[2], ARGV[3] .. '|count', 1)
 return 1
 """
 

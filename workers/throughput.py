@@ -1,8 +1,9 @@
 """How fast a running job works, for its record (GET /jobs/{id}) and for GET /metrics.
 
-A job feeds `Throughput` its cumulative work after every step. It answers the rates over the last
-few seconds (written on the job record with the progress) and adds the work done to Redis counters
-(service/telemetry.py) at most once per interval, so Prometheus can take its own rates over them.
+A job tells `Throughput` the work of each step (a training batch, a sampler's network call). It
+answers the rates over the last few seconds (written on the job record with the progress) and adds the
+work done to Redis counters (service/telemetry.py) every few seconds and at the end, so Prometheus can
+take its own rates over them too.
 """
 
 from __future__ import annotations
