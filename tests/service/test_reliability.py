@@ -3,28 +3,35 @@
 The workers run with a 2 s lease renewed every 0.5 s and a 2 s broker visibility timeout, so a
 training of a few seconds outlives both. The Redis is private (a redis-server of its own) because a
 short visibility timeout makes every worker on a Redis re-deliver *any* unacked message older than it,
-other sessions' included, and because one test stops and restarts it.
+other sessions' included, and because the tests stop it, restart it and wipe it.
+
+The workers import tests/service/worker_killer.py (`-- --include`): a run whose id starts with
+KILLER_RUN_PREFIX kills its pool process with SIGKILL at its second step, every time it starts.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.embedded_redis import EmbeddedRedis
 from service.settings import Settings
 from tests.service.conftest import TINY_TRAIN, finished, start_worker, stop_worker, wait_for
+from tests.service.worker_killer import KILLER_RUN_PREFIX
 
 FAST_LEASES = {
     "DDPM_LEASE_S": "2",
@@ -72,7 +79,14 @@ def workers(rel_settings: Settings, tmp_path_factory: pytest.TempPathFactory) ->
     names = [f"rel-{label}@localhost" for label in ("a", "b")]
     with ThreadPoolExecutor(2) as pool:
         processes = pool.map(
-            lambda name: start_worker(rel_settings, name, folder / f"{name}.log", **FAST_LEASES), names
+            lambda name: start_worker(
+                rel_settings,
+                name,
+                folder / f"{name}.log",
+                celery_args=["--include", "tests.service.worker_killer"],
+                **FAST_LEASES,
+            ),
+            names,
         )
         started = {
             name: {"process": p, "log": folder / f"{name}.log"}
@@ -203,3 +217,79 @@ def test_a_killed_pool_process_is_requeued_at_once_by_its_worker(
     assert steps == list(range(1, epochs * STEPS_PER_EPOCH + 1))
     log = alive["log"].read_text(errors="replace")
     assert f"job {job_id} lost its worker: requeued" in log and "WorkerLostError" in log
+
+
+def test_a_job_that_keeps_killing_its_worker_fails_after_max_attempts(
+    rel_client: TestClient, rel_settings: Settings, workers: dict[str, Any]
+) -> None:
+    """Every start dies by SIGKILL mid-training (the out-of-memory-every-time case): each death is
+    counted, and after DDPM_MAX_ATTEMPTS (3) starts the job fails instead of going round forever."""
+    run_id = f"{KILLER_RUN_PREFIX}-{uuid.uuid4().hex[:8]}"
+    response = rel_client.post("/train", json={**LONG_TRAIN, "epochs": 4, "run_id": run_id})
+    assert response.status_code == 202, response.text
+    job_id = response.json()["job_id"]
+
+    job = wait_for(rel_client, job_id, finished, timeout=120)
+    assert job["state"] == "failed" and job["attempts"] == 3, job
+    assert "gave up after 3 attempts: each time, its worker was lost mid-job" in job["error"]
+    time.sleep(3)  # past a lease and several sweeps: nothing picks it up again
+    assert rel_client.get(f"/jobs/{job_id}").json()["state"] == "failed"
+    logs = _logs(workers)
+    assert logs.count(f"job {job_id} (train) ") == 3  # started three times, then never again
+    assert logs.count(f"job {job_id} lost its worker: requeued") == 2
+    assert logs.count(f"job {job_id} lost its worker: failed") == 1
+    assert rel_client.get(f"/runs/{run_id}").json()["status"] == "failed"  # not left 'running'
+    run_record = json.loads((rel_settings.data_dir / "runs" / run_id / "run.json").read_text())
+    assert "gave up after 3 attempts" in run_record["error"]
+    # The workers are unharmed: the next job runs.
+    again = rel_client.post("/train", json={**LONG_TRAIN, "epochs": 1})
+    assert wait_for(rel_client, again.json()["job_id"], finished)["state"] == "succeeded"
+
+
+def test_redis_loses_its_data_mid_job(
+    rel_client: TestClient, rel_settings: Settings, private_redis: EmbeddedRedis, workers: dict[str, Any]
+) -> None:
+    """FLUSHALL under running workers: job records, queue, leases, broker bindings all gone. The
+    workers' next heartbeat restores the records from DATA_DIR/jobs; the training that was running
+    resumes from its checkpoint and finishes whole; new jobs are accepted."""
+    done = rel_client.post("/train", json={**LONG_TRAIN, "epochs": 1}).json()["job_id"]
+    assert wait_for(rel_client, done, finished)["state"] == "succeeded"
+    idle_settings = rel_settings.model_copy(update={"queue": f"{rel_settings.key_prefix}-rel-idle"})
+    with TestClient(create_app(idle_settings)) as idle:  # a queue nobody consumes: jobs stay queued
+        queued = idle.post("/train", json={**LONG_TRAIN, "epochs": 1}).json()["job_id"]
+        cancelled = idle.post("/train", json={**LONG_TRAIN, "epochs": 1}).json()["job_id"]
+        assert idle.delete(f"/jobs/{cancelled}").status_code == 200
+    epochs, every = 12, 2
+    response = rel_client.post("/train", json={**LONG_TRAIN, "epochs": epochs, "checkpoint_every": every})
+    running, run_id = response.json()["job_id"], response.json()["run_id"]
+    wait_for(rel_client, running, lambda j: (j.get("step") or 0) >= every * STEPS_PER_EPOCH + 2, timeout=120)
+    before = {job["id"]: job for job in rel_client.get("/jobs").json()["jobs"]}
+
+    broker = redis.Redis.from_url(private_redis.url)
+    broker.flushall()
+    assert broker.dbsize() <= 2  # at most a worker heartbeat that landed since
+
+    deadline = time.monotonic() + 30
+    while (listed := {j["id"]: j for j in rel_client.get("/jobs").json()["jobs"]}).keys() != before.keys():
+        assert time.monotonic() < deadline, f"not restored: {sorted(listed)} vs {sorted(before)}"
+        time.sleep(0.1)
+    assert "Redis had lost job records" in _logs(workers)
+    for job_id in (done, cancelled):
+        assert listed[job_id] == before[job_id]  # finished ones exactly as they ended
+    assert listed[queued]["state"] == "queued"
+    assert broker.llen(idle_settings.queue) == 1  # published again, to the queue it was sent to
+
+    job = wait_for(rel_client, running, finished, timeout=120)
+    total = epochs * STEPS_PER_EPOCH
+    assert job["state"] == "succeeded" and job["step"] == total, job
+    # Its process saw its record vanish and stopped itself; the restored record's lease lapsed and the
+    # job resumed from its checkpoint (attempt 2). Had the restore come first, it would have carried on.
+    assert job["attempts"] in (1, 2)
+    run = rel_client.get(f"/runs/{run_id}").json()
+    kept = [STEPS_PER_EPOCH * e for e in range(every, epochs + 1, every)]
+    assert [c["step"] for c in run["checkpoints"]] == kept
+    assert all(c.get("available", True) for c in run["checkpoints"])
+    assert [step for step, _ in _loss_rows(rel_settings, run_id)] == list(range(1, total + 1))
+
+    again = rel_client.post("/train", json={**LONG_TRAIN, "epochs": 1})  # the API's broker link works
+    assert wait_for(rel_client, again.json()["job_id"], finished)["state"] == "succeeded"
