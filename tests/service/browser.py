@@ -32,19 +32,35 @@ SERVER_START_TIMEOUT_S = 20.0
 T = TypeVar("T")
 
 
-def require_chromium() -> None:
-    """Skip (locally) or fail (in CI, where .ci/run installs it) when the browser is missing."""
+def _missing() -> list[str]:
     missing = [path for path in (CHROMIUM, CHROMEDRIVER) if shutil.which(path) is None]
     try:
         import selenium  # noqa: F401
     except ModuleNotFoundError:
         missing.append("the selenium package (pip install -e '.[dev]')")
-    if not missing:
-        return
-    reason = f"browser tests need {', '.join(missing)}: apt-get install -y chromium chromium-driver"
-    if os.environ.get("CI", "").lower() not in ("", "0", "false"):
-        pytest.fail(reason)
-    pytest.skip(reason)
+    return missing
+
+
+def _reason(missing: list[str]) -> str:
+    return f"browser tests need {', '.join(missing)}: apt-get install -y chromium chromium-driver"
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() not in ("", "0", "false")
+
+
+def skip_module_unless_chromium() -> None:
+    """Outside CI, a machine without the browser skips the module (before any worker is started);
+    in CI (where .ci/run installs it) each test fails instead, through require_chromium."""
+    missing = _missing()
+    if missing and not _in_ci():
+        pytest.skip(_reason(missing), allow_module_level=True)
+
+
+def require_chromium() -> None:
+    missing = _missing()
+    if missing:
+        pytest.fail(_reason(missing), pytrace=False)
 
 
 @contextmanager

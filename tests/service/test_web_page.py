@@ -23,10 +23,12 @@ from tests.service.browser import (
     live_server,
     require_chromium,
     screenshot,
+    skip_module_unless_chromium,
     wait_until,
 )
 from tests.service.conftest import TINY_TRAIN
 
+skip_module_unless_chromium()
 pytestmark = pytest.mark.usefixtures("worker")
 
 TRAIN_STEPS = 30  # long enough (a few seconds) for the bar to be seen between 0 and 100%
