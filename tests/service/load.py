@@ -54,7 +54,11 @@ def prepare(base: str, headers: dict[str, str]) -> tuple[str, str]:
 
 
 async def _client(
-    http: httpx.AsyncClient, paths: list[str], until: float, latencies: list[float], errors: list[str]
+    http: httpx.AsyncClient,
+    paths: list[str],
+    until: float,
+    latencies: dict[str, list[float]],
+    errors: list[str],
 ) -> None:
     i = 0
     while time.monotonic() < until:
@@ -70,26 +74,36 @@ async def _client(
                 errors.append(f"{path}: {response.status_code} {response.text[:200]}")
         except httpx.HTTPError as err:
             errors.append(f"{path}: {type(err).__name__}: {err}")
-        latencies.append(time.perf_counter() - started)
+        latencies[path].append(time.perf_counter() - started)
+
+
+def _figures(latencies: list[float]) -> str:
+    cuts = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
+    return f"p50 {cuts[49] * 1000:.1f} ms, p99 {cuts[98] * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms"
 
 
 async def run(base: str, paths: list[str], clients: int, seconds: float, api_key: str | None) -> int:
-    latencies: list[float] = []
+    latencies: dict[str, list[float]] = {path: [] for path in paths}
     errors: list[str] = []
     headers = {"X-API-Key": api_key} if api_key else {}
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=base, headers=headers, limits=limits, timeout=30) as http:
         until = time.monotonic() + seconds
         await asyncio.gather(*(_client(http, paths, until, latencies, errors) for _ in range(clients)))
-    cuts = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
+    every = [latency for per_path in latencies.values() for latency in per_path]
+    if not every:
+        print("no request completed")
+        return 1
     print(
-        f"{len(latencies)} requests in {seconds:.0f}s from {clients} clients ({len(latencies) / seconds:.0f}/s); "
-        f"p50 {cuts[49] * 1000:.1f} ms, p99 {cuts[98] * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms; "
-        f"errors {len(errors)}"
+        f"{len(every)} requests in {seconds:.0f}s from {clients} clients ({len(every) / seconds:.0f}/s); "
+        f"{_figures(every)}; errors {len(errors)}"
     )
+    for path, per_path in latencies.items():
+        if per_path:
+            print(f"   {path}: {len(per_path)} requests, {_figures(per_path)}")
     for error in errors[:10]:
         print("  ", error)
-    return 1 if errors or not latencies else 0
+    return 1 if errors else 0
 
 
 def main() -> int:
