@@ -102,7 +102,7 @@ class RestoreReport:
 
     def summary(self) -> str:
         return (
-            f"restored {len(self.restored)} job records ({len(self.republished)} queued, published "
+            f"restored {len(self.restored)} job record(s) ({len(self.republished)} queued, published "
             f"again; {len(self.running)} running, re-queued unless their worker still holds them); "
             f"deleted {len(self.expired)} expired"
         )

@@ -9,6 +9,7 @@ Keys (all under the configured prefix, `ddpm` by default):
   <p>:lock:<name>     the id of the job that owns a resource: a sample cache entry, a training run
   <p>:worker:<host>   a worker's heartbeat (expires when the worker goes away)
   <p>:restored        present while this Redis holds the volume's job records (service/jobmirror.py)
+  <p>:pruned          held for an hour by the worker that deleted expired records' files from the volume
 
 Every state change is one Lua script, so the API (create, cancel) and the workers (start, progress,
 finish) never race: a queued job cancelled by the API is never started by a worker, and two identical

@@ -133,7 +133,7 @@ def test_jobs_rebuild_command(
     }.items():
         monkeypatch.setenv(name, value)
     assert ddpm_main(["--data-dir", str(tmp_path), "jobs", "rebuild"]) == 0
-    assert "restored 1 job records (1 queued" in capsys.readouterr().out
+    assert "restored 1 job record(s) (1 queued" in capsys.readouterr().out
     assert store.get(job_id)["state"] == "queued" and store.holds_restored_records()
     broker = redis.Redis.from_url(settings.redis_url)
     assert broker.llen(queue) == 1  # published again, to its recorded queue
