@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import torch
 from ddpm.checkpoints import load_model
 from ddpm.data import to_uint8
 from ddpm.errors import InvalidOption
+from ddpm.fastpath import FastPath, InferenceRunner, fast_path_for
 from ddpm.samplers import SAMPLERS, ImageNoise, ddim_timesteps, sample
 from ddpm.schedule import make_schedule
 from ddpm.storage import atomic_write_bytes
@@ -53,27 +54,59 @@ def generate_images(
     image_size: int = 32,
     schedule_kind: str = "linear",
     progress: Callable[[int, int], None] | None = None,
+    fast: FastPath | None = None,
 ) -> torch.Tensor:
-    """uint8 images (n, C, H, W) sampled in batches; `progress(done, total)` counts network calls."""
-    check_sample_options(n, sampler, steps, eta, 10)
+    """uint8 images (n, C, H, W) sampled in batches; `progress(done, total)` counts network calls.
+
+    The network runs on the device's fast path (ddpm/fastpath.py) unless `fast` says otherwise.
+    """
+    (images,) = generate_many(
+        model, [(seed, n)], sampler, steps, eta, device, batch_size, image_size, schedule_kind, progress, fast
+    )
+    return images
+
+
+@torch.inference_mode()
+def generate_many(
+    model: torch.nn.Module,
+    requests: Sequence[tuple[int, int]],
+    sampler: str = "ddpm",
+    steps: int | None = None,
+    eta: float = 0.0,
+    device: torch.device | str = "cpu",
+    batch_size: int = 128,
+    image_size: int = 32,
+    schedule_kind: str = "linear",
+    progress: Callable[[int, int], None] | None = None,
+    fast: FastPath | None = None,
+) -> list[torch.Tensor]:
+    """Several (seed, n) requests sharing network calls: their images are laid end to end and cut
+    into batches of `batch_size`, each image keeping its own noise stream, so every request gets the
+    images it would get alone (request batching in the service)."""
+    if not requests:
+        return []
+    for _seed, n in requests:
+        check_sample_options(n, sampler, steps, eta, 10)
     schedule = make_schedule(schedule_kind)
     model = model.eval()
+    eps_fn = InferenceRunner(model, fast if fast is not None else fast_path_for(device))
     image_shape = (model.config.in_channels, image_size, image_size)
-    batches = [(first, min(batch_size, n - first)) for first in range(0, n, batch_size)]
+    chunks = _batches(requests, batch_size)
     steps_per_batch = (
         schedule.timesteps if sampler == "ddpm" else len(ddim_timesteps(schedule.timesteps, steps or 50))
     )
-    total = steps_per_batch * len(batches)
+    total = steps_per_batch * len(chunks)
     out = []
-    for index, (first, size) in enumerate(batches):
+    for index, chunk in enumerate(chunks):
         offset = index * steps_per_batch
         report = (
             None if progress is None else (lambda done, _t, offset=offset: progress(offset + done, total))
         )
+        noise = ImageNoise.concat([ImageNoise(seed, size, first=first) for seed, first, size in chunk])
         x = sample(
-            model,
+            eps_fn,
             schedule,
-            ImageNoise(seed, size, first=first),
+            noise,
             sampler=sampler,
             steps=steps,
             eta=eta,
@@ -82,7 +115,29 @@ def generate_images(
             progress=report,
         )
         out.append(to_uint8(x))
-    return torch.cat(out)
+    images = torch.cat(out)
+    bounds = np.cumsum([0, *(n for _, n in requests)])
+    return [images[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def _batches(requests: Sequence[tuple[int, int]], batch_size: int) -> list[list[tuple[int, int, int]]]:
+    """Cut the requests' images, in order, into batches of at most batch_size images; each batch is a
+    list of (seed, first image index, count) segments."""
+    if batch_size < 1:
+        raise InvalidOption(f"batch_size must be >= 1, got {batch_size}")
+    batches: list[list[tuple[int, int, int]]] = [[]]
+    room = batch_size
+    for seed, n in requests:
+        first = 0
+        while first < n:
+            if room == 0:
+                batches.append([])
+                room = batch_size
+            count = min(room, n - first)
+            batches[-1].append((seed, first, count))
+            first += count
+            room -= count
+    return batches
 
 
 def grid_png(images: torch.Tensor, nrow: int = 10, padding: int = GRID_PADDING) -> bytes:
@@ -129,14 +184,32 @@ def sample_checkpoint(
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Load a checkpoint (its EMA weights when it has them) and sample n images from it."""
-    check_sample_options(n, sampler, steps, eta, 10)
+    (images,), meta = sample_checkpoint_many(
+        checkpoint, [(seed, n)], sampler, steps, eta, device, batch_size, prefer_ema, progress
+    )
+    return images, meta
+
+
+def sample_checkpoint_many(
+    checkpoint: Path,
+    requests: Sequence[tuple[int, int]],
+    sampler: str = "ddpm",
+    steps: int | None = None,
+    eta: float = 0.0,
+    device: str = "auto",
+    batch_size: int = 128,
+    prefer_ema: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[list[torch.Tensor], dict[str, Any]]:
+    """Load the checkpoint once and sample every (seed, n) request in shared batches."""
+    for _, n in requests:
+        check_sample_options(n, sampler, steps, eta, 10)
     torch_device = resolve_device(device)
     model, meta = load_model(checkpoint, torch_device, prefer_ema=prefer_ema)
     train_config = meta.get("train_config", {})
-    images = generate_images(
+    images = generate_many(
         model,
-        n,
-        seed,
+        requests,
         sampler,
         steps,
         eta,

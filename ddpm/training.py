@@ -20,6 +20,7 @@ import torch
 from ddpm.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
 from ddpm.data import check_dataset_name, epoch_order, load_dataset, to_model_range
 from ddpm.errors import Cancelled, CheckpointError, InvalidOption
+from ddpm.fastpath import fast_path_for, prepare_for_training, to_layout
 from ddpm.runs import (
     CANCELLED,
     FAILED,
@@ -247,6 +248,9 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):  # seeded weight init without touching the caller's RNG
             torch.manual_seed(derive_seed(cfg.seed, STREAM_TRAINING, 0))
             model = build_from_config(model_config).to(self.device)
+        # The device's fast path (channels-last on CPU and GPU): same math, checkpoints stay contiguous.
+        fast = fast_path_for(self.device, compile=False)
+        model = prepare_for_training(model, fast)
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         ema = _Ema(model, cfg.ema_decay) if cfg.ema else None
         generator = torch.Generator().manual_seed(derive_seed(cfg.seed, STREAM_TRAINING, 1))
@@ -301,7 +305,8 @@ class Trainer:
                     x0 = torch.where(flips[:, None, None, None], x0.flip(-1), x0)
                 t = torch.randint(0, schedule.timesteps, (x0.shape[0],), generator=generator)
                 eps = torch.randn(x0.shape, generator=generator)
-                loss = schedule.loss(model, x0.to(self.device), t.to(self.device), eps.to(self.device))
+                x0, eps = (to_layout(v.to(self.device), fast) for v in (x0, eps))
+                loss = schedule.loss(model, x0, t.to(self.device), eps)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

@@ -1,0 +1,382 @@
+"""`ddpm bench`: throughput of every variant as a fraction of this machine's matrix rate, measured in
+the same run, so figures hold on noisy shared machines.
+
+The yardstick is counted once per variant with `torch.utils.flop_counter` on the plain eager network
+at batch 1, with attention on its math backend: fused attention kernels are invisible to the counter
+on CPU, and a faster (fused) path must not shrink the work it is credited with. Each timed call is
+paired with a matmul timed right before it; a pair's fraction is (work FLOP / call time) / (matmul
+FLOP / matmul time), and the median over pairs is reported, so a neighbour's burst of load slows both
+halves of a pair rather than skewing the figure.
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+from ddpm.fastpath import EAGER, FastPath, InferenceRunner, prepare_for_training, to_layout
+
+CIFAR_IMAGES = 50_000
+REPORT_EPOCHS = 100
+REPORT_BATCH = 128
+REPORT_FID_SAMPLES = 4096
+REPORT_STEPS = 1000
+EQUALITY_TOLERANCE = 1e-4  # relative error of the fast path against the eager reference, fp32
+
+
+@dataclass
+class Pairing:
+    """Median figures over pairs of (reference matmul, timed call)."""
+
+    seconds: float  # median time of one call
+    matmul_flops_per_s: float  # median rate of the reference matmul
+    fraction: float  # median of per-pair (call FLOP/s) / (matmul FLOP/s)
+    pairs: int
+
+
+@dataclass
+class Row:
+    arch: str
+    mode: str  # "sample" (one network call in eval/inference mode) or "train" (fwd + bwd + AdamW)
+    batch: int
+    path: str  # "eager" or the fast path's description
+    seconds: float
+    throughput: float  # image-steps/s when sampling, images/s when training
+    gflop_per_image: float  # the yardstick: one image-step forward, or one image trained
+    gflops: float  # achieved yardstick GFLOP/s
+    matmul_gflops: float
+    fraction: float
+    peak_mb: float | None  # extra memory at peak over the state before the call
+    max_rel_error: float | None = None  # fast path vs eager on the same weights and inputs
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class BenchResult:
+    device: str
+    threads: int
+    dtype: str
+    matmul_size: int
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+class MatmulYardstick:
+    """A square matmul in the machine's reference precision: fp32 on CPU, bf16 on a GPU."""
+
+    def __init__(self, device: torch.device, size: int | None = None) -> None:
+        self.device = device
+        self.dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        self.size = size or (8192 if device.type == "cuda" else 2048)
+        generator = torch.Generator().manual_seed(0)
+        self.a = torch.randn(self.size, self.size, generator=generator).to(device, self.dtype)
+        self.b = torch.randn(self.size, self.size, generator=generator).to(device, self.dtype)
+        self.repeats = 10 if device.type == "cuda" else 3
+        self.measure()  # warm-up: thread pool, library initialisation
+
+    def measure(self) -> float:
+        """FLOP/s of `repeats` back-to-back matmuls."""
+        _sync(self.device)
+        start = time.perf_counter()
+        for _ in range(self.repeats):
+            torch.mm(self.a, self.b)
+        _sync(self.device)
+        return 2 * self.size**3 * self.repeats / (time.perf_counter() - start)
+
+
+def paired(call: Callable[[], Any], flops: float, yardstick: MatmulYardstick, pairs: int) -> Pairing:
+    call()  # warm-up: allocation, kernel selection
+    times, rates, fractions = [], [], []
+    for _ in range(pairs):
+        rate = yardstick.measure()
+        _sync(yardstick.device)
+        start = time.perf_counter()
+        call()
+        _sync(yardstick.device)
+        elapsed = time.perf_counter() - start
+        times.append(elapsed)
+        rates.append(rate)
+        fractions.append(flops / elapsed / rate)
+    return Pairing(statistics.median(times), statistics.median(rates), statistics.median(fractions), pairs)
+
+
+def forward_flops(model: torch.nn.Module, image_shape: Sequence[int]) -> int:
+    """FLOPs of one image-step forward of the eager network (attention counted on the math backend)."""
+    x, t = _inputs(1, image_shape, torch.device("cpu"))
+    model = model.cpu().eval()
+    with FlopCounterMode(display=False) as counter, sdpa_kernel(SDPBackend.MATH), torch.no_grad():
+        model(x, t)
+    return counter.get_total_flops()
+
+
+def train_flops(model: torch.nn.Module, image_shape: Sequence[int]) -> int:
+    """FLOPs of one image trained: forward and backward of the eager network (AdamW's elementwise
+    update is not counted: it does not scale with the batch)."""
+    x, t = _inputs(1, image_shape, torch.device("cpu"))
+    model = model.cpu().train()
+    with FlopCounterMode(display=False) as counter, sdpa_kernel(SDPBackend.MATH):
+        F.mse_loss(model(x, t), x).backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def relative_error(fast: torch.Tensor, reference: torch.Tensor) -> float:
+    return float((fast.float() - reference.float()).norm() / reference.float().norm().clamp_min(1e-30))
+
+
+def bench_arch(
+    arch: str,
+    batches: Sequence[int],
+    modes: Sequence[str],
+    fast: FastPath,
+    device: torch.device,
+    yardstick: MatmulYardstick,
+    pairs: int = 3,
+    width: float = 1.0,
+    image_size: int = 32,
+    compare_eager: bool = True,
+) -> list[Row]:
+    """Rows for one variant: per mode and batch, the eager network and the fast path."""
+    import models
+
+    torch.manual_seed(0)
+    reference = models.build_model(arch, width=width)
+    image_shape = (reference.config.in_channels, image_size, image_size)
+    yardsticks = {
+        "sample": forward_flops(reference, image_shape),
+        "train": train_flops(reference, image_shape),
+    }
+    rows: list[Row] = []
+    paths = [EAGER, fast] if compare_eager and fast != EAGER else [fast]
+    for mode in modes:
+        for batch in batches:
+            outputs: dict[str, torch.Tensor] = {}
+            for path in paths:
+                model = models.build_model(arch, width=width)
+                model.load_state_dict(reference.state_dict())
+                model = model.to(device)
+                if mode == "sample":
+                    call, output = _sampling_call(model, path, batch, image_shape, device)
+                    work = batch  # image-steps per call
+                else:
+                    call, output = _training_call(model, path, batch, image_shape, device)
+                    work = batch  # images per step
+                outputs[path.describe()] = output()
+                with _peak_memory(device) as peak:
+                    pairing = paired(call, work * yardsticks[mode], yardstick, pairs)
+                rows.append(
+                    Row(
+                        arch=arch,
+                        mode=mode,
+                        batch=batch,
+                        path=path.describe(),
+                        seconds=pairing.seconds,
+                        throughput=work / pairing.seconds,
+                        gflop_per_image=yardsticks[mode] / 1e9,
+                        gflops=work * yardsticks[mode] / pairing.seconds / 1e9,
+                        matmul_gflops=pairing.matmul_flops_per_s / 1e9,
+                        fraction=pairing.fraction,
+                        peak_mb=peak(),
+                    )
+                )
+                del model, call, output
+                gc.collect()
+            if len(outputs) == 2:
+                eager_out, fast_out = outputs.values()
+                rows[-1].max_rel_error = relative_error(fast_out, eager_out)
+    return rows
+
+
+def _inputs(
+    batch: int, image_shape: Sequence[int], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn((batch, *image_shape), generator=generator)
+    t = torch.randint(0, REPORT_STEPS, (batch,), generator=generator)
+    return x.to(device), t.to(device)
+
+
+def _sampling_call(
+    model: torch.nn.Module, path: FastPath, batch: int, image_shape: Sequence[int], device: torch.device
+) -> tuple[Callable[[], Any], Callable[[], torch.Tensor]]:
+    runner = InferenceRunner(model, path)
+    x, t = _inputs(batch, image_shape, device)
+
+    def call() -> torch.Tensor:
+        with torch.inference_mode():
+            return runner(x, t)
+
+    return call, lambda: call().cpu()
+
+
+def _training_call(
+    model: torch.nn.Module, path: FastPath, batch: int, image_shape: Sequence[int], device: torch.device
+) -> tuple[Callable[[], Any], Callable[[], torch.Tensor]]:
+    """One optimiser step. Its output for the equality check is the parameter gradients of the first
+    batch, taken before any timed step (so both paths see the same weights and inputs)."""
+    model = prepare_for_training(model.train(), path)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-4)
+    x, t = _inputs(batch, image_shape, device)
+    target = torch.randn(x.shape, generator=torch.Generator().manual_seed(2)).to(device)
+    forward = torch.compile(model) if path.compile else model
+
+    def step() -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=path.bf16 and device.type == "cuda"):
+            loss = F.mse_loss(forward(to_layout(x, path), t).float(), target)
+        loss.backward()
+        return loss
+
+    def first_gradients() -> torch.Tensor:
+        step()
+        grads = [p.grad.detach().flatten().cpu() for p in model.parameters() if p.grad is not None]
+        return torch.cat(grads)
+
+    def call() -> None:
+        step()
+        optimizer.step()
+
+    return call, first_gradients
+
+
+@contextmanager
+def _peak_memory(device: torch.device) -> Iterator[Callable[[], float | None]]:
+    """Extra memory at peak during the block, in MiB: CUDA's allocator statistics, or on Linux the
+    process's peak resident set (reset through /proc/self/clear_refs) over its size before."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        result: list[float | None] = [None]
+        yield lambda: result[0]
+        torch.cuda.synchronize(device)
+        result[0] = (torch.cuda.max_memory_allocated(device) - before) / 2**20
+        return
+    status = Path("/proc/self/status")
+    clear = Path("/proc/self/clear_refs")
+    if not status.exists() or not clear.exists():
+        yield lambda: None
+        return
+    try:
+        clear.write_text("5")
+    except OSError:
+        yield lambda: None
+        return
+    before = _status_kib(status, "VmRSS")
+    result = [None]
+    yield lambda: result[0]
+    result[0] = (_status_kib(status, "VmHWM") - before) / 1024
+
+
+def _status_kib(status: Path, key: str) -> int:
+    for line in status.read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{key} not in {status}")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# --- estimates for the report's workloads --------------------------------------------------------------
+
+
+def training_hours(images_per_s: float, epochs: int = REPORT_EPOCHS) -> float:
+    return CIFAR_IMAGES * epochs / images_per_s / 3600
+
+
+def fid_sampling_hours(image_steps_per_s: float, samples: int = REPORT_FID_SAMPLES) -> float:
+    """DDPM-1000 sampling of the FID set (Inception scoring is minutes on a GPU and not included)."""
+    return samples * REPORT_STEPS / image_steps_per_s / 3600
+
+
+# --- output ------------------------------------------------------------------------------------------
+
+
+def format_table(rows: Sequence[Row]) -> str:
+    header = (
+        "| arch | mode | batch | path | s/call | throughput | GFLOP/img | GFLOP/s | matmul GFLOP/s "
+        "| fraction | peak MiB | rel. err |"
+    )
+    lines = [header, "|" + "---|" * 12]
+    for row in rows:
+        unit = "img-steps/s" if row.mode == "sample" else "img/s"
+        peak = "-" if row.peak_mb is None else f"{row.peak_mb:,.0f}"
+        error = "-" if row.max_rel_error is None else f"{row.max_rel_error:.1e}"
+        lines.append(
+            f"| {row.arch} | {row.mode} | {row.batch} | {row.path} | {row.seconds:.4f} "
+            f"| {row.throughput:,.1f} {unit} | {row.gflop_per_image:.2f} | {row.gflops:,.1f} "
+            f"| {row.matmul_gflops:,.0f} | {row.fraction:.2f} | {peak} | {error} |"
+        )
+    return "\n".join(lines)
+
+
+def format_estimates(rows: Sequence[Row]) -> str:
+    """Per arch, from its fastest fast-path rows: 100 CIFAR-10 epochs and a 4096-sample DDPM-1000 set."""
+    best: dict[str, dict[str, float]] = {}
+    for row in rows:
+        if row.path == "eager" and any(r.arch == row.arch and r.path != "eager" for r in rows):
+            continue
+        entry = best.setdefault(row.arch, {})
+        entry[row.mode] = max(entry.get(row.mode, 0.0), row.throughput)
+    lines = ["| arch | 100 epochs CIFAR-10 (h) | 4096 samples, 1000 steps (h) |", "|---|---:|---:|"]
+    for arch, entry in best.items():
+        train = f"{training_hours(entry['train']):.1f}" if "train" in entry else "-"
+        fid = f"{fid_sampling_hours(entry['sample']):.2f}" if "sample" in entry else "-"
+        lines.append(f"| {arch} | {train} | {fid} |")
+    return "\n".join(lines)
+
+
+# --- DDIM-50 against DDPM-1000, end to end ------------------------------------------------------------
+
+
+def sampler_ratio(
+    device: torch.device, fast: FastPath, width: float = 0.25, batch: int = 16, arch: str = "baseline"
+) -> dict[str, float]:
+    """Wall time of generate_images with DDPM-1000 and with DDIM-50 (network, noise, update, clamps).
+
+    Run at a reduced width so DDPM-1000 takes minutes, not an hour, on CPU; the ratio moves towards
+    50/1000 as the network's share of a step grows.
+    """
+    import models
+    from ddpm.sampling import generate_images
+
+    torch.manual_seed(0)
+    model = models.build_model(arch, width=width).to(device)
+    timings = {}
+    for sampler, steps in (("ddim", 50), ("ddpm", None)):
+        start = time.perf_counter()
+        generate_images(model, batch, seed=0, sampler=sampler, steps=steps, device=device, fast=fast)
+        _sync(device)
+        timings[sampler] = time.perf_counter() - start
+    return {
+        "arch": arch,
+        "width": width,
+        "batch": batch,
+        "ddim50_s": timings["ddim"],
+        "ddpm1000_s": timings["ddpm"],
+        "ratio": timings["ddim"] / timings["ddpm"],
+    }
+
+
+def format_sampler_ratio(result: dict[str, Any]) -> str:
+    return (
+        f"{result['arch']} width {result['width']}, {result['batch']} images: DDIM-50 "
+        f"{result['ddim50_s']:.1f} s, DDPM-1000 {result['ddpm1000_s']:.1f} s, ratio {result['ratio']:.4f} "
+        f"(50/1000 = 0.05)"
+    )

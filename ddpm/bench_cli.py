@@ -1,0 +1,134 @@
+"""`ddpm bench`: the speed table of docs/performance.md (see ddpm/bench.py for the method)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    bench = subparsers.add_parser(
+        "bench",
+        help="throughput per variant as a fraction of this machine's matmul rate, fast path vs eager",
+    )
+    bench.add_argument("--archs", default="all", help="comma-separated variants (default: all)")
+    bench.add_argument("--batches", default="1,80", help="comma-separated batch sizes (default 1,80)")
+    bench.add_argument("--modes", default="sample,train", help="sample, train or both (default both)")
+    bench.add_argument("--width", type=float, default=1.0, help="channel multiplier (1.0 = report sizes)")
+    bench.add_argument("--image-size", type=int, default=32)
+    bench.add_argument("--pairs", type=int, default=3, help="timed (matmul, call) pairs per figure")
+    bench.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
+    bench.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    bench.add_argument("--no-channels-last", action="store_true", help="fast path without NHWC")
+    bench.add_argument("--compile", action="store_true", help="torch.compile the fast path (time reported)")
+    bench.add_argument("--bf16", action="store_true", help="bf16 autocast on the fast path (CUDA only)")
+    bench.add_argument("--cuda-graphs", action="store_true", help="CUDA graphs for sampling calls (CUDA)")
+    bench.add_argument("--fast-only", action="store_true", help="skip the eager reference rows")
+    bench.add_argument("--estimates", action="store_true", help="print hours for the report's workloads")
+    bench.add_argument(
+        "--sampler-ratio",
+        action="store_true",
+        help="also time DDIM-50 against DDPM-1000 end to end (at --ratio-width, batch --ratio-batch)",
+    )
+    bench.add_argument("--ratio-width", type=float, default=0.25)
+    bench.add_argument("--ratio-batch", type=int, default=16)
+    bench.add_argument("--json", type=Path, help="also write the rows here")
+    bench.set_defaults(handler=cmd_bench)
+
+
+def _ints(text: str, name: str) -> list[int]:
+    from ddpm.errors import InvalidOption
+
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError as err:
+        raise InvalidOption(f"--{name} takes comma-separated integers, got {text!r}") from err
+    if not values or any(v < 1 for v in values):
+        raise InvalidOption(f"--{name} needs positive integers, got {text!r}")
+    return values
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import torch
+
+    import models
+    from ddpm import bench
+    from ddpm.errors import InvalidOption
+    from ddpm.fastpath import FastPath, fast_path_for
+    from ddpm.training import resolve_device
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    names = [a["name"] for a in models.list_archs()]
+    archs = names if args.archs == "all" else [models.resolve_arch(a) for a in args.archs.split(",")]
+    modes = [m.strip() for m in args.modes.split(",")]
+    if not set(modes) <= {"sample", "train"}:
+        raise InvalidOption(f"--modes takes sample and/or train, got {args.modes!r}")
+    batches = _ints(args.batches, "batches")
+    default = fast_path_for(device, compile=args.compile)
+    fast = FastPath(
+        channels_last=default.channels_last and not args.no_channels_last,
+        bf16=args.bf16,
+        compile=args.compile,
+        cuda_graphs=args.cuda_graphs,
+    )
+    yardstick = bench.MatmulYardstick(device)
+    print(
+        f"device {device}, {torch.get_num_threads()} threads, yardstick {yardstick.size}^2 "
+        f"{str(yardstick.dtype).removeprefix('torch.')} matmul, fast path {fast.describe()}",
+        flush=True,
+    )
+    rows = []
+    failures = []
+    for arch in archs:
+        started = time.perf_counter()
+        arch_rows = bench.bench_arch(
+            arch,
+            batches,
+            modes,
+            fast,
+            device,
+            yardstick,
+            pairs=args.pairs,
+            width=args.width,
+            image_size=args.image_size,
+            compare_eager=not args.fast_only,
+        )
+        rows.extend(arch_rows)
+        print(bench.format_table(arch_rows).split("\n", 2)[2], f"  ({time.perf_counter() - started:.0f} s)")
+        for row in arch_rows:
+            if row.max_rel_error is not None and row.max_rel_error > _tolerance(fast):
+                failures.append(
+                    f"{row.arch} {row.mode} batch {row.batch}: rel. error {row.max_rel_error:.1e}"
+                )
+    print()
+    print(bench.format_table(rows))
+    if args.estimates:
+        print()
+        print(bench.format_estimates(rows))
+    ratio = (
+        bench.sampler_ratio(device, fast, args.ratio_width, args.ratio_batch) if args.sampler_ratio else None
+    )
+    if ratio is not None:
+        print()
+        print(bench.format_sampler_ratio(ratio))
+    if args.json:
+        payload = {"device": str(device), "fast_path": fast.describe(), "rows": [r.as_dict() for r in rows]}
+        if ratio is not None:
+            payload["sampler_ratio"] = ratio
+        args.json.write_text(json.dumps(payload, indent=2))
+    if failures:
+        print("fast path differs from eager beyond tolerance:\n  " + "\n  ".join(failures), file=sys.stderr)
+        return 1
+    return 0
+
+
+def _tolerance(fast: object) -> float:
+    from ddpm.bench import EQUALITY_TOLERANCE
+
+    # bf16 changes the arithmetic on purpose: its error is reported, checked against a looser bound.
+    return 2e-2 if getattr(fast, "bf16", False) else EQUALITY_TOLERANCE

@@ -1,0 +1,58 @@
+"""The fast path: same numbers as the eager network, and each image independent of its batch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import models
+from ddpm.fastpath import BATCH_MULTIPLE, EAGER, FastPath, InferenceRunner, fast_path_for
+from ddpm.sampling import generate_images, generate_many
+from tests.conftest import TINY_WIDTH
+
+PATHS = [EAGER, FastPath(channels_last=True)]
+
+
+@pytest.mark.parametrize("arch", ["baseline", "convnext", "biggan", "rdn"])
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.describe())
+def test_each_row_is_the_same_bits_whatever_the_batch_size(arch: str, path: FastPath) -> None:
+    torch.manual_seed(0)
+    runner = InferenceRunner(models.build_model(arch, width=TINY_WIDTH), path)
+    x, t = torch.randn(40, 3, 16, 16), torch.randint(0, 1000, (40,))
+    with torch.inference_mode():
+        full = runner(x, t)
+        for batch in (1, 2, 5, 7, 9, 17, 33):  # sizes oneDNN computes differently unless padded
+            assert torch.equal(runner(x[:batch], t[:batch]), full[:batch]), batch
+
+
+def test_fast_path_matches_the_eager_network() -> None:
+    torch.manual_seed(0)
+    reference = models.build_model("baseline", width=TINY_WIDTH).eval()
+    fast = models.build_model("baseline", width=TINY_WIDTH)
+    fast.load_state_dict(reference.state_dict())
+    runner = InferenceRunner(fast, fast_path_for("cpu"))
+    x, t = torch.randn(8, 3, 16, 16), torch.randint(0, 1000, (8,))
+    with torch.inference_mode():
+        expected, got = reference(x, t), runner(x, t)
+    assert got.dtype == torch.float32
+    assert float((got - expected).norm() / expected.norm()) < 1e-4
+
+
+def test_padding_keeps_scalar_timesteps_and_the_row_count() -> None:
+    runner = InferenceRunner(models.build_model("pure_unet", width=TINY_WIDTH), EAGER)
+    with torch.inference_mode():
+        out = runner(torch.randn(3, 3, 16, 16), torch.tensor(5))
+    assert out.shape == (3, 3, 16, 16)
+    assert BATCH_MULTIPLE % 4 == 0
+
+
+def test_requests_batched_together_get_the_images_they_get_alone() -> None:
+    torch.manual_seed(0)
+    model = models.build_model("baseline", width=TINY_WIDTH)
+    requests = [(3, 4), (0, 10), (3, 1), (7, 6)]  # (seed, n); seed 3 twice on purpose
+    # DDIM with eta=1 draws fresh noise at every step, like DDPM, in 10 network calls instead of 1000.
+    options = dict(sampler="ddim", steps=10, eta=1.0, image_size=16)
+    together = generate_many(model, requests, batch_size=8, **options)  # batches cut across requests
+    for (seed, n), images in zip(requests, together, strict=True):
+        alone = generate_images(model, n, seed, batch_size=128, **options)
+        assert torch.equal(images, alone), (seed, n)
