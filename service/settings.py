@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     worker_heartbeat_s: float = Field(10, gt=0)  # worker liveness key, and how often lost jobs are swept
     max_attempts: int = Field(3, ge=1, le=100)  # starts of one job before it is failed as a worker-killer
     sample_batch_size: int = Field(128, ge=1, le=4096)
+    # Request batching (workers/batching.py): a sampling job waits this long for others with the same
+    # checkpoint and sampler settings to join its batches; 0 turns batching off.
+    batch_window_s: float = Field(0.1, ge=0, le=10)
     # TensorBoard events of every training run (runs/<id>/tensorboard): scalars each step, and a grid of
     # this many images (DDIM, this many steps, fixed noise) at each kept checkpoint; 0 images: none.
     tensorboard: bool = True

@@ -21,8 +21,8 @@ from ddpm.runs import RunDir
 from models.config import ConfigError
 from service.checkpoints import QUEUED_RUN, CheckpointRef
 from service.jobstore import CANCELLED, FAILED, FID, SAMPLE, SUCCEEDED, TASK_NAMES, TRAIN, JobStore
-from service.samplecache import SampleSpec
 from workers.app import app, job_store, settings, settle_run
+from workers.batching import run_sampling
 from workers.progress import JobLease, JobReporter
 from workers.throughput import SAMPLE_PHASE, TRAIN_PHASE, SamplingMeter, Throughput
 
@@ -188,79 +188,6 @@ def run_training(job: dict[str, Any], report: JobReporter) -> Outcome:
                 "run": f"/runs/{run_id}",
                 **({"samples": checkpoints[-1]["links"]["samples"]} if checkpoints else {}),
             },
-        },
-    }
-
-
-def _rate_reporter(
-    report: JobReporter, label: str, meter: SamplingMeter | None = None
-) -> Callable[[int, int], None]:
-    """progress(done, total) for the engine: checks for cancel at every call, reports an ETA (and
-    with a meter, images per second)."""
-    started = time.monotonic()
-
-    def progress(done: int, total: int) -> None:
-        report.raise_if_cancelled()
-        elapsed = time.monotonic() - started
-        eta = elapsed / done * (total - done) if done else None
-        report(
-            force=done == total,
-            progress=done / total,
-            step=done,
-            total=total,
-            eta_s=eta,
-            message=f"{label}: {done}/{total}",
-            **(meter.update(done, total) if meter else {}),
-        )
-
-    return progress
-
-
-def run_sampling(job: dict[str, Any], report: JobReporter) -> Outcome:
-    spec = SampleSpec.from_params(job["params"])
-    png = spec.png_path(settings.data_dir)
-    ref = spec.checkpoint
-    cached = png.is_file()  # an identical job finished first (see service/routes/samples.py)
-    if not cached:
-        from ddpm.sampling import sample_checkpoint, write_grid
-        from ddpm.storage import atomic_write_json
-
-        images, meta = sample_checkpoint(
-            ref.path(settings.data_dir),
-            spec.n,
-            spec.seed,
-            spec.sampler,
-            spec.steps,
-            spec.eta,
-            device=settings.device,
-            batch_size=settings.sample_batch_size,
-            progress=_rate_reporter(
-                report,
-                "sampling, network calls",
-                SamplingMeter(
-                    Throughput.of(report.store, SAMPLE, SAMPLE_PHASE), spec.n, settings.sample_batch_size
-                ),
-            ),
-        )
-        if meta.get("weights") != ref.weights:
-            log.warning(
-                "job %s: sampled %s weights, cache key says %s", job["id"], meta.get("weights"), ref.weights
-            )
-        # The description first, the grid last: the grid's presence is what marks the entry complete.
-        atomic_write_json(
-            spec.meta_path(settings.data_dir), {**spec.identity(), "arch": ref.arch, "job_id": job["id"]}
-        )
-        write_grid(png, images, spec.nrow)
-    return {
-        "state": SUCCEEDED,
-        "message": "served from the cache" if cached else f"sampled {spec.n} images",
-        "progress": 1.0,
-        "result": {
-            "key": spec.key,
-            "file": str(png.relative_to(settings.data_dir)),
-            "bytes": png.stat().st_size,
-            "checkpoint": ref.to_dict(),
-            "links": {"image": spec.url()},
         },
     }
 

@@ -1,13 +1,17 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import Callable
 from typing import Annotated
 
 import anyio
+import redis
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, JSONResponse, Response
 
+from service.batching import BatchableJobs, batch_key
 from service.checkpoints import resolve_checkpoint
 from service.deps import QueueDep, SettingsDep, StoreDep
 from service.errors import Conflict, JobFailed, Unprocessable
@@ -17,6 +21,8 @@ from service.samplecache import SampleSpec
 from service.schemas import Accepted, SampleQuery, job_links
 from service.settings import Settings
 from service.submit import submit
+
+log = logging.getLogger("service")
 
 router = APIRouter(tags=["samples"])
 
@@ -87,14 +93,38 @@ def _cached_or_job(
     lock = f"sample:{spec.key}"
     params = {**spec.to_params(), "arch": spec.checkpoint.arch}
     run_id = spec.checkpoint.run_id
-    job_id, created = submit(store, queue, SAMPLE, params, run_id=run_id, lock=lock, join_states=JOINABLE)
+    offer = _batch_offer(store, spec)
+    job_id, created = submit(
+        store, queue, SAMPLE, params, run_id=run_id, lock=lock, join_states=JOINABLE, before_publish=offer
+    )
     if not created and (store.get(job_id) or {}).get("state") == SUCCEEDED:
         if spec.png_path(settings.data_dir).is_file():  # it finished between our two looks
             return _png(spec, settings)
         job_id, created = submit(
-            store, queue, SAMPLE, params, run_id=run_id, lock=lock, join_states=JOINABLE, replace=job_id
+            store,
+            queue,
+            SAMPLE,
+            params,
+            run_id=run_id,
+            lock=lock,
+            join_states=JOINABLE,
+            replace=job_id,
+            before_publish=offer,
         )
     return job_id, created
+
+
+def _batch_offer(store: JobStore, spec: SampleSpec) -> Callable[[str], None]:
+    """Announce a new job to workers that may sample it with others (service/batching.py). Only a
+    hint: if it is lost, the job's own message still runs it alone."""
+
+    def offer(job_id: str) -> None:
+        try:
+            BatchableJobs(store.client, store.prefix).offer(batch_key(spec), job_id)
+        except redis.RedisError as err:
+            log.warning("sampling job %s not offered for batching: %s", job_id, err)
+
+    return offer
 
 
 def _png(spec: SampleSpec, settings: Settings) -> FileResponse:

@@ -1,0 +1,129 @@
+"""Request batching on a real worker: concurrent sampling jobs for the same checkpoint and sampler
+settings share network calls, and every grid is byte-identical to the one its request makes alone.
+
+Jobs made through `idle_client` are announced for batching but their own messages go to a queue no
+worker consumes, so only a batch can run them: what a batch claims is then deterministic.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.settings import Settings
+from tests.service.conftest import TINY_TRAIN, finished, wait_for
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+RUN_ID = "batching-pure-unet"
+
+
+@pytest.fixture(scope="module")
+def run_id(settings: Settings) -> str:
+    """A one-step pure_unet checkpoint (16x16, width 1/8): fast to sample, trained in this process."""
+    from ddpm.training import TrainConfig, train
+
+    train(
+        TrainConfig(arch="pure_unet", max_steps=1, **TINY_TRAIN),
+        settings.data_dir,
+        run_id=RUN_ID,
+        device="cpu",
+    )
+    return RUN_ID
+
+
+def query(run_id: str, seed: int, steps: int = 3, **extra: Any) -> dict[str, Any]:
+    return {"run": run_id, "seed": seed, "n": 10, "sampler": "ddim", "steps": steps, **extra}
+
+
+def submit(client: TestClient, params: dict[str, Any]) -> str:
+    response = client.get("/samples", params=params)
+    assert response.status_code == 202, response.text
+    return response.json()["job_id"]
+
+
+def grid_file(settings: Settings, job: dict[str, Any]) -> Path:
+    return Path(settings.data_dir, job["result"]["file"])
+
+
+def test_concurrent_requests_share_batches_and_match_lone_grids(
+    client: TestClient, settings: Settings, run_id: str
+) -> None:
+    # A DDPM grid (1000 network calls, ~5 s) keeps the worker busy while the 8 requests arrive.
+    blocker = submit(client, {"run": run_id, "seed": 99, "n": 1, "sampler": "ddpm"})
+    with ThreadPoolExecutor(8) as pool:
+        job_ids = list(pool.map(lambda seed: submit(client, query(run_id, seed)), range(8)))
+    jobs = [wait_for(client, job_id, finished, timeout=180) for job_id in job_ids]
+    assert all(job["state"] == "succeeded" for job in jobs), jobs
+
+    batches = Counter(job["result"]["batch"]["leader"] for job in jobs)
+    assert len(batches) <= 2, batches  # 8 requests, at most 2 batches (1 unless one came late)
+    for job in jobs:
+        batch = job["result"]["batch"]
+        assert batch["jobs"] == batches[batch["leader"]] and batch["images"] == 10 * batch["jobs"]
+    # The DDPM job ran alone: a different sampler is never mixed in.
+    assert wait_for(client, blocker, finished)["result"]["batch"]["jobs"] == 1
+    batched = {job["id"]: grid_file(settings, job).read_bytes() for job in jobs}
+
+    # Each request again, alone: the grids are deleted and each runs after the previous finished.
+    for job in jobs:
+        grid_file(settings, job).unlink()
+    for seed, job in enumerate(jobs):
+        alone = wait_for(client, submit(client, query(run_id, seed)), finished)
+        assert alone["state"] == "succeeded" and alone["result"]["batch"]["jobs"] == 1, alone
+        assert alone["result"]["file"] == job["result"]["file"]  # the cache key is unchanged
+        assert grid_file(settings, alone).read_bytes() == batched[job["id"]], f"seed {seed}"
+
+
+def test_batch_skips_cancelled_jobs_and_other_sampler_settings(
+    client: TestClient, idle_client: TestClient, settings: Settings, run_id: str
+) -> None:
+    joins = submit(idle_client, query(run_id, 11))
+    cancelled = submit(idle_client, query(run_id, 12))
+    other_steps = submit(idle_client, query(run_id, 13, steps=4))
+    other_eta = submit(idle_client, query(run_id, 14, eta=0.5))
+    assert idle_client.delete(f"/jobs/{cancelled}").json()["state"] == "cancelled"
+
+    leader = wait_for(client, submit(client, query(run_id, 15)), finished)
+    assert leader["state"] == "succeeded", leader
+    assert leader["result"]["batch"] == {"leader": leader["id"], "jobs": 2, "images": 20}
+    # Run by the batch although its own message was never delivered.
+    joined = client.get(f"/jobs/{joins}").json()
+    assert joined["state"] == "succeeded" and joined["result"]["batch"]["leader"] == leader["id"]
+    assert joined["attempts"] == 1 and grid_file(settings, joined).is_file()
+
+    never = client.get(f"/jobs/{cancelled}").json()
+    assert never["state"] == "cancelled" and never["started"] is None and never["attempts"] is None
+    for job_id in (other_steps, other_eta):  # other sampler settings: left queued for their own batch
+        assert client.get(f"/jobs/{job_id}").json()["state"] == "queued"
+        assert client.delete(f"/jobs/{job_id}").status_code == 200
+
+
+def test_cancel_mid_batch_ends_that_job_and_all_cancelled_stops_the_batch(
+    client: TestClient, idle_client: TestClient, settings: Settings, run_id: str
+) -> None:
+    steps = 400  # ~4 s for 30 images: time to cancel while it runs
+    first, second = (submit(idle_client, query(run_id, seed, steps=steps)) for seed in (21, 22))
+    leader = submit(client, query(run_id, 23, steps=steps))
+
+    wait_for(client, first, lambda job: job["state"] == "running" and (job["step"] or 0) >= 1, timeout=60)
+    assert client.delete(f"/jobs/{first}").status_code == 202
+    gone = wait_for(client, first, finished, timeout=60)
+    assert gone["state"] == "cancelled", gone
+    still = client.get(f"/jobs/{leader}").json()
+    assert still["state"] == "running" and still["step"] < still["total"], still  # the batch goes on
+
+    for job_id in (second, leader):
+        assert client.delete(f"/jobs/{job_id}").status_code == 202
+    ends = [wait_for(client, job_id, finished, timeout=60) for job_id in (second, leader)]
+    assert [job["state"] for job in ends] == ["cancelled", "cancelled"], ends
+    assert ends[1]["step"] < ends[1]["total"]  # stopped early: nobody was left to sample for
+    samples = Path(settings.data_dir, "samples")
+    written = {p.name for p in samples.rglob("*.png")}
+    for job in (gone, *ends):
+        assert f"{job['params']['key']}.png" not in written
