@@ -7,6 +7,11 @@ and a 4-image DDIM grid from it, run by a worker), then measures; or name them y
 --job JOB_ID --sample '/samples?run=RUN&n=4&sampler=ddim&steps=2'. Every request must answer 200 (the
 grid as image/png); prints count, rate, p50/p99/max latency and the errors, and exits 1 on any error.
 Not a pytest test: it needs a running API (docs/reliability.md).
+
+--mode picks what the clients send: `mixed` (the default: the job, the grid and the job list in turn),
+`sample` (the cached grid only) or `train` (POST /train of a tiny digits run, each answered 202). Every
+POST /train creates a job and a run: point it at an API with a throwaway DATA_DIR and DDPM_KEY_PREFIX
+and a DDPM_QUEUE no worker consumes (docs/performance.md, "API overhead").
 """
 
 from __future__ import annotations
@@ -53,6 +58,23 @@ def prepare(base: str, headers: dict[str, str]) -> tuple[str, str]:
     return job_id, sample
 
 
+# POST /train's body in --mode train: a valid tiny run (each request creates one; no worker runs it).
+LOAD_TRAIN = {**PREPARE_TRAIN, "arch": "convnext", "max_steps": 1}
+TRAIN_PATH = "POST /train"
+
+
+async def _send(http: httpx.AsyncClient, path: str) -> str | None:
+    """One request; None when it answered as it should, else what went wrong."""
+    if path == TRAIN_PATH:
+        response = await http.post("/train", json=LOAD_TRAIN)
+        return None if response.status_code == 202 else f"{response.status_code} {response.text[:200]}"
+    response = await http.get(path)
+    ok = response.status_code == 200 and (
+        "/samples" not in path or response.headers.get("content-type") == "image/png"
+    )
+    return None if ok else f"{response.status_code} {response.text[:200]}"
+
+
 async def _client(
     http: httpx.AsyncClient,
     paths: list[str],
@@ -66,12 +88,9 @@ async def _client(
         i += 1
         started = time.perf_counter()
         try:
-            response = await http.get(path)
-            ok = response.status_code == 200 and (
-                "/samples" not in path or response.headers.get("content-type") == "image/png"
-            )
-            if not ok:
-                errors.append(f"{path}: {response.status_code} {response.text[:200]}")
+            error = await _send(http, path)
+            if error:
+                errors.append(f"{path}: {error}")
         except httpx.HTTPError as err:
             errors.append(f"{path}: {type(err).__name__}: {err}")
         latencies[path].append(time.perf_counter() - started)
@@ -117,12 +136,16 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--api-key")
+    parser.add_argument("--mode", choices=("mixed", "sample", "train"), default="mixed")
     args = parser.parse_args()
+    if args.mode == "train":
+        paths = [TRAIN_PATH]
+        return asyncio.run(run(args.base, paths, args.clients, args.seconds, args.api_key))
     if args.prepare:
         args.job, args.sample = prepare(args.base, {"X-API-Key": args.api_key} if args.api_key else {})
-    elif not (args.job and args.sample):
-        parser.error("give --job and --sample, or --prepare")
-    paths = [f"/jobs/{args.job}", args.sample, "/jobs?limit=20"]
+    elif not (args.sample and (args.job or args.mode == "sample")):
+        parser.error("give --job and --sample (--mode sample: --sample), or --prepare")
+    paths = [args.sample] if args.mode == "sample" else [f"/jobs/{args.job}", args.sample, "/jobs?limit=20"]
     return asyncio.run(run(args.base, paths, args.clients, args.seconds, args.api_key))
 
 
