@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from ddpm.fastpath import EAGER, FastPath, InferenceRunner, prepare_for_training, to_layout
+from ddpm.fastpath import EAGER, EpsFn, FastPath, InferenceRunner, prepare_for_training, to_layout
 
 CIFAR_IMAGES = 50_000
 REPORT_EPOCHS = 100
@@ -43,6 +43,7 @@ class Pairing:
     matmul_flops_per_s: float  # median rate of the reference matmul
     fraction: float  # median of per-pair (call FLOP/s) / (matmul FLOP/s)
     pairs: int
+    first_call_s: float  # the untimed warm-up call: allocation, kernel choice, compile, graph capture
 
 
 @dataclass
@@ -58,6 +59,7 @@ class Row:
     matmul_gflops: float
     fraction: float
     peak_mb: float | None  # extra memory at peak over the state before the call
+    first_call_s: float  # includes torch.compile's compile time and CUDA graph capture
     max_rel_error: float | None = None  # fast path vs eager on the same weights and inputs
 
     def as_dict(self) -> dict[str, Any]:
@@ -75,30 +77,56 @@ class BenchResult:
 
 
 class MatmulYardstick:
-    """A square matmul in the machine's reference precision: fp32 on CPU, bf16 on a GPU."""
+    """A square matrix product in the machine's reference precision: fp32 on CPU, bf16 on a GPU.
+
+    On CPU the same product is also run as a 1x1 convolution through oneDNN, and the faster of the
+    two kernels is the yardstick: torch.mm goes to MKL, which on AMD processors takes slower code
+    paths, so MKL alone would understate what the machine's convolutions can reach and inflate every
+    fraction (docs/performance.md has both rates).
+    """
 
     def __init__(self, device: torch.device, size: int | None = None) -> None:
         self.device = device
         self.dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
         self.size = size or (8192 if device.type == "cuda" else 2048)
-        generator = torch.Generator().manual_seed(0)
-        self.a = torch.randn(self.size, self.size, generator=generator).to(device, self.dtype)
-        self.b = torch.randn(self.size, self.size, generator=generator).to(device, self.dtype)
         self.repeats = 10 if device.type == "cuda" else 3
-        self.measure()  # warm-up: thread pool, library initialisation
+        generator = torch.Generator().manual_seed(0)
+        a = torch.randn(self.size, self.size, generator=generator).to(device, self.dtype)
+        b = torch.randn(self.size, self.size, generator=generator).to(device, self.dtype)
+        kernels: dict[str, Callable[[], Any]] = {"mm": lambda: torch.mm(a, b)}
+        if device.type == "cpu" and self.size % 32 == 0:
+            # (1, K, M/32, 32) x (N, K, 1, 1): the same M x K x N product, NHWC as oneDNN prefers it.
+            image = (
+                a.t().reshape(1, self.size, self.size // 32, 32).contiguous(memory_format=torch.channels_last)
+            )
+            weight = b.t().reshape(self.size, self.size, 1, 1).contiguous(memory_format=torch.channels_last)
+            kernels["conv1x1"] = lambda: F.conv2d(image, weight)
+        self.rates = {}
+        for name, kernel in kernels.items():
+            kernel()  # warm-up: thread pool, library initialisation
+            self.rates[name] = max(self._time(kernel) for _ in range(3))
+        self.kernel_name = max(self.rates, key=self.rates.__getitem__)
+        self._kernel = kernels[self.kernel_name]
 
     def measure(self) -> float:
-        """FLOP/s of `repeats` back-to-back matmuls."""
+        """FLOP/s of `repeats` back-to-back products with the chosen kernel."""
+        return self._time(self._kernel)
+
+    def _time(self, kernel: Callable[[], Any]) -> float:
         _sync(self.device)
         start = time.perf_counter()
         for _ in range(self.repeats):
-            torch.mm(self.a, self.b)
+            kernel()
         _sync(self.device)
         return 2 * self.size**3 * self.repeats / (time.perf_counter() - start)
 
 
 def paired(call: Callable[[], Any], flops: float, yardstick: MatmulYardstick, pairs: int) -> Pairing:
-    call()  # warm-up: allocation, kernel selection
+    _sync(yardstick.device)
+    start = time.perf_counter()
+    call()  # warm-up: allocation, kernel selection, compile, graph capture
+    _sync(yardstick.device)
+    first_call = time.perf_counter() - start
     times, rates, fractions = [], [], []
     for _ in range(pairs):
         rate = yardstick.measure()
@@ -110,7 +138,9 @@ def paired(call: Callable[[], Any], flops: float, yardstick: MatmulYardstick, pa
         times.append(elapsed)
         rates.append(rate)
         fractions.append(flops / elapsed / rate)
-    return Pairing(statistics.median(times), statistics.median(rates), statistics.median(fractions), pairs)
+    return Pairing(
+        statistics.median(times), statistics.median(rates), statistics.median(fractions), pairs, first_call
+    )
 
 
 def forward_flops(model: torch.nn.Module, image_shape: Sequence[int]) -> int:
@@ -190,6 +220,7 @@ def bench_arch(
                         matmul_gflops=pairing.matmul_flops_per_s / 1e9,
                         fraction=pairing.fraction,
                         peak_mb=peak(),
+                        first_call_s=pairing.first_call_s,
                     )
                 )
                 del model, call, output
@@ -212,7 +243,9 @@ def _inputs(
 def _sampling_call(
     model: torch.nn.Module, path: FastPath, batch: int, image_shape: Sequence[int], device: torch.device
 ) -> tuple[Callable[[], Any], Callable[[], torch.Tensor]]:
-    runner = InferenceRunner(model, path)
+    """The eager reference is the network called as it is; the fast path is what the sampler calls
+    (InferenceRunner: layout, padding to BATCH_MULTIPLE, autocast, compile, graphs)."""
+    runner: EpsFn = InferenceRunner(model, path) if path != EAGER else model.eval()
     x, t = _inputs(batch, image_shape, device)
 
     def call() -> torch.Tensor:
@@ -293,6 +326,21 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def batch_invariant(
+    arch: str, fast: FastPath, device: torch.device, width: float = 1.0, image_size: int = 32
+) -> bool:
+    """Whether the fast path gives each image the same bits in a batch of 80 as in a batch of 8 (the
+    property request batching and 'a smaller n is a prefix of a larger one' rest on)."""
+    import models
+
+    torch.manual_seed(0)
+    model = models.build_model(arch, width=width).to(device)
+    runner = InferenceRunner(model, fast)
+    x, t = _inputs(80, (model.config.in_channels, image_size, image_size), device)
+    with torch.inference_mode():
+        return bool(torch.equal(runner(x, t)[:8], runner(x[:8], t[:8])))
+
+
 # --- estimates for the report's workloads --------------------------------------------------------------
 
 
@@ -311,9 +359,9 @@ def fid_sampling_hours(image_steps_per_s: float, samples: int = REPORT_FID_SAMPL
 def format_table(rows: Sequence[Row]) -> str:
     header = (
         "| arch | mode | batch | path | s/call | throughput | GFLOP/img | GFLOP/s | matmul GFLOP/s "
-        "| fraction | peak MiB | rel. err |"
+        "| fraction | peak MiB | first call s | rel. err |"
     )
-    lines = [header, "|" + "---|" * 12]
+    lines = [header, "|" + "---|" * 13]
     for row in rows:
         unit = "img-steps/s" if row.mode == "sample" else "img/s"
         peak = "-" if row.peak_mb is None else f"{row.peak_mb:,.0f}"
@@ -321,7 +369,7 @@ def format_table(rows: Sequence[Row]) -> str:
         lines.append(
             f"| {row.arch} | {row.mode} | {row.batch} | {row.path} | {row.seconds:.4f} "
             f"| {row.throughput:,.1f} {unit} | {row.gflop_per_image:.2f} | {row.gflops:,.1f} "
-            f"| {row.matmul_gflops:,.0f} | {row.fraction:.2f} | {peak} | {error} |"
+            f"| {row.matmul_gflops:,.0f} | {row.fraction:.2f} | {peak} | {row.first_call_s:.2f} | {error} |"
         )
     return "\n".join(lines)
 

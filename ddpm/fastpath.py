@@ -20,11 +20,12 @@ import torch
 EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 # Network calls run on batches padded to a multiple of this. oneDNN picks its convolution kernels by
-# batch size, and odd sizes (1, 2, 5, 7, 9, 17...) give rows that differ in the last bits from the same
-# rows in a batch of 8, 16 or 80, while at any multiple of 4 each row is a function of its own input
-# alone (tests/test_sampling.py checks it). Padding is what makes image i the same bytes whatever n,
-# the batch size or the requests it is batched with.
-BATCH_MULTIPLE = 8
+# batch size, and sizes that are not a multiple of 4 (1, 2, 5, 7, 9, 17...) give rows that differ in
+# the last bits from the same rows in a batch of 8 or 80, while at multiples of 4 each row is a
+# function of its own input alone (tests/test_fastpath.py checks it; the GPU script checks it there).
+# Padding is what makes image i the same bytes whatever n, the batch size or the requests it is
+# batched with; its price is a batch of 1 computing 4 images on CPU.
+BATCH_MULTIPLE = 4
 
 COMPILE_ENV = "DDPM_COMPILE"  # "1" compiles sampling networks (worth it for long jobs; see performance.md)
 

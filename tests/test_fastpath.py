@@ -21,7 +21,7 @@ def test_each_row_is_the_same_bits_whatever_the_batch_size(arch: str, path: Fast
     x, t = torch.randn(40, 3, 16, 16), torch.randint(0, 1000, (40,))
     with torch.inference_mode():
         full = runner(x, t)
-        for batch in (1, 2, 5, 7, 9, 17, 33):  # sizes oneDNN computes differently unless padded
+        for batch in (1, 2, 3, 5, 6, 7, 9, 17, 33):  # sizes oneDNN computes differently unless padded
             assert torch.equal(runner(x[:batch], t[:batch]), full[:batch]), batch
 
 
@@ -43,7 +43,7 @@ def test_padding_keeps_scalar_timesteps_and_the_row_count() -> None:
     with torch.inference_mode():
         out = runner(torch.randn(3, 3, 16, 16), torch.tensor(5))
     assert out.shape == (3, 3, 16, 16)
-    assert BATCH_MULTIPLE % 4 == 0
+    assert BATCH_MULTIPLE >= 4
 
 
 def test_requests_batched_together_get_the_images_they_get_alone() -> None:
