@@ -7,16 +7,21 @@ worker consumes, so only a batch can run them: what a batch claims is then deter
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
 
+from service.app import create_app
 from service.settings import Settings
-from tests.service.conftest import TINY_TRAIN, finished, wait_for
+from tests.service.conftest import TINY_TRAIN, finished, start_worker, stop_worker, wait_for
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -127,3 +132,61 @@ def test_cancel_mid_batch_ends_that_job_and_all_cancelled_stops_the_batch(
     written = {p.name for p in samples.rglob("*.png")}
     for job in (gone, *ends):
         assert f"{job['params']['key']}.png" not in written
+
+
+def _wait_for_log(path: Path, text: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in path.read_text():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{text!r} not in the worker log:\n{path.read_text()[-3000:]}")
+        time.sleep(0.1)
+
+
+def test_claimed_jobs_of_a_lost_worker_are_published_again(
+    settings: Settings, run_id: str, tmp_path: Path
+) -> None:
+    """A claimed job whose own message was already dropped (it was running then) is re-queued with a
+    new message when the batch's worker is lost, and runs to the end elsewhere."""
+    first_settings = settings.model_copy(update={"queue": f"{settings.key_prefix}-batch-first"})
+    second_settings = settings.model_copy(update={"queue": f"{settings.key_prefix}-batch-second"})
+    first = start_worker(first_settings, "batch-first@localhost", tmp_path / "first.log")
+    second = None
+    try:
+        with (
+            TestClient(create_app(first_settings)) as first_api,
+            TestClient(create_app(second_settings)) as second_api,
+        ):
+            # Announced for batching, their messages on a queue nobody consumes yet.
+            claimed = [submit(second_api, query(run_id, seed, steps=50)) for seed in (31, 32)]
+            leader = submit(first_api, query(run_id, 33, steps=50))
+            wait_for(first_api, claimed[0], lambda job: job["state"] == "running" and (job["step"] or 0) >= 1)
+            os.killpg(first.pid, signal.SIGSTOP)  # frozen mid-batch, its leases still live
+
+            # A worker for the claimed jobs' own queue: their messages find them running and are dropped.
+            second_log = tmp_path / "second.log"
+            second = start_worker(
+                second_settings, "batch-second@localhost", second_log, DDPM_WORKER_HEARTBEAT_S="0.5"
+            )
+            for job_id in claimed:
+                _wait_for_log(second_log, f"job {job_id} not run: it is busy")
+
+            # The first worker is lost; its leases lapse (deleted here rather than waited for).
+            os.killpg(first.pid, signal.SIGKILL)
+            keys = redis.Redis.from_url(settings.redis_url)
+            keys.delete(*(f"{settings.key_prefix}:lease:{job_id}" for job_id in (*claimed, leader)))
+
+            for job_id in claimed:
+                job = wait_for(second_api, job_id, finished, timeout=120)
+                assert job["state"] == "succeeded" and job["attempts"] == 2, job
+                assert job["worker"] == "batch-second@localhost"
+                assert Path(settings.data_dir, job["result"]["file"]).is_file()
+            # The leader went back to its own queue, which nobody consumes now.
+            requeued = wait_for(first_api, leader, lambda job: job["state"] == "queued")
+            assert requeued["attempts"] == 1
+            assert first_api.delete(f"/jobs/{leader}").json()["state"] == "cancelled"
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+            first.wait()
+        if second is not None:
+            stop_worker(second)
