@@ -100,31 +100,36 @@ def run_sampling(job: dict[str, Any], report: JobReporter) -> Outcome:
     batchable = BatchableJobs(store.client, store.prefix)
     batch = Batch([leader])
     try:
-        batchable.withdraw(key, leader.id)
-        if not leader.cached():
-            batch.members += gather(store, batchable, key, leader)
-    except redis.RedisError as err:  # the list is only a hint: sample what was claimed so far
-        log.warning("job %s: batching skipped (%s)", leader.id, err)
-    try:
+        try:
+            batchable.withdraw(key, leader.id)
+            if not leader.cached():
+                gather(store, batchable, key, batch)
+        except redis.RedisError as err:  # the list is only a hint: sample what was claimed so far
+            log.warning("job %s: batching cut short (%s)", leader.id, err)
         return _run(store, batch)
     finally:
         for member in batch.members:
             member.stop_lease()  # outcomes are recorded; any job left unrecorded is re-queued by the sweep
 
 
-def gather(store: JobStore, batchable: BatchableJobs, key: str, leader: Member) -> list[Member]:
-    """Claim queued jobs announced under `key`, after the gather window, while they fit."""
+def gather(store: JobStore, batchable: BatchableJobs, key: str, batch: Batch) -> None:
+    """Claim queued jobs announced under `key` into the batch, after the gather window, while they
+    fit. Each is added as soon as it is claimed, so a Redis error part-way loses none of them."""
+    leader = batch.leader
     room = _room(leader.spec.n, settings.sample_batch_size)
     if settings.batch_window_s <= 0 or room <= 0:
-        return []
+        return
     time.sleep(settings.batch_window_s)  # let requests made at about the same time arrive
     worker = str(leader.job.get("worker") or "?")
-    claimed: list[Member] = []
     while room > 0 and (job_id := batchable.take(key)) is not None:
         job = store.get(job_id)
         if job is None or job["kind"] != SAMPLE or job["state"] not in ACTIVE_STATES:
             continue  # expired, cancelled or finished: nothing to do
-        spec = SampleSpec.from_params(job["params"])
+        try:
+            spec = SampleSpec.from_params(job["params"])
+        except (KeyError, TypeError, ValueError) as err:  # not ours to fail: its own message will
+            log.warning("job %s: not batched, its parameters do not read (%s)", job_id, err)
+            continue
         if spec.n > room:
             batchable.put_back(key, job_id)  # too big for this batch; first in line for the next
             break
@@ -134,10 +139,9 @@ def gather(store: JobStore, batchable: BatchableJobs, key: str, leader: Member) 
             continue  # cancelled, finished or owned by a live worker since we looked
         lease = JobLease(store, job_id, token, settings.lease_s, settings.job_heartbeat_s).__enter__()
         reporter = JobReporter(store, job_id, settings.progress_interval_s, token)
-        claimed.append(Member(store.get(job_id) or job, spec, reporter, lease))
+        batch.members.append(Member(store.get(job_id) or job, spec, reporter, lease))
         room -= spec.n
         log.info("job %s joins the batch of job %s (%s)", job_id, leader.id, started)
-    return claimed
 
 
 def _room(n: int, batch_size: int) -> int:
@@ -150,7 +154,7 @@ def _run(store: JobStore, batch: Batch) -> Outcome:
     claimed = batch.members[1:]
     try:
         images = _sample(store, batch) if batch.sampled else {}
-    except BaseException as err:
+    except Exception as err:  # anything else (the process stopping) leaves them to the lease sweep
         outcome = _failure(err)
         for member in claimed:
             if member.ended is None:
@@ -272,7 +276,7 @@ def _write(member: Member, images: Any, batch: Batch) -> Outcome:
     }
 
 
-def _failure(err: BaseException) -> Outcome:
+def _failure(err: Exception) -> Outcome:
     """The outcome run_job gives the leader for the same error, for the claimed jobs."""
     if isinstance(err, Cancelled):
         return CANCELLED_OUTCOME
