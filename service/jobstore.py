@@ -10,6 +10,7 @@ Keys (all under the configured prefix, `ddpm` by default):
   <p>:worker:<host>   a worker's heartbeat (expires when the worker goes away)
   <p>:restored        present while this Redis holds the volume's job records (service/jobmirror.py)
   <p>:pruned          held for an hour by the worker that deleted expired records' files from the volume
+  <p>:batchable:<key> queued sampling jobs a worker may sample together (service/batching.py)
 
 Every state change is one Lua script, so the API (create, cancel) and the workers (start, progress,
 finish) never race: a queued job cancelled by the API is never started by a worker, and two identical
