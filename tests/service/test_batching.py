@@ -20,6 +20,8 @@ import redis
 from fastapi.testclient import TestClient
 
 from service.app import create_app
+from service.batching import BatchableJobs, batch_key
+from service.samplecache import SampleSpec
 from service.settings import Settings
 from tests.service.conftest import TINY_TRAIN, finished, start_worker, stop_worker, wait_for
 
@@ -92,6 +94,8 @@ def test_batch_skips_cancelled_jobs_and_other_sampler_settings(
     cancelled = submit(idle_client, query(run_id, 12))
     other_steps = submit(idle_client, query(run_id, 13, steps=4))
     other_eta = submit(idle_client, query(run_id, 14, eta=0.5))
+    # The leader's network batch (128) holds its 10 images and 118 more: after `joins`, 108.
+    too_big = submit(idle_client, {**query(run_id, 16), "n": 110})
     assert idle_client.delete(f"/jobs/{cancelled}").json()["state"] == "cancelled"
 
     leader = wait_for(client, submit(client, query(run_id, 15)), finished)
@@ -104,7 +108,14 @@ def test_batch_skips_cancelled_jobs_and_other_sampler_settings(
 
     never = client.get(f"/jobs/{cancelled}").json()
     assert never["state"] == "cancelled" and never["started"] is None and never["attempts"] is None
-    for job_id in (other_steps, other_eta):  # other sampler settings: left queued for their own batch
+    # Put back at the head of its list for the next batch.
+    lists = BatchableJobs(
+        redis.Redis.from_url(settings.redis_url, decode_responses=True), settings.key_prefix
+    )
+    key = batch_key(SampleSpec.from_params(leader["params"]))
+    assert lists.client.lrange(lists.list_key(key), 0, 0) == [too_big]
+    # Other sampler settings, and the job that did not fit: left queued for another batch.
+    for job_id in (other_steps, other_eta, too_big):
         assert client.get(f"/jobs/{job_id}").json()["state"] == "queued"
         assert client.delete(f"/jobs/{job_id}").status_code == 200
 
