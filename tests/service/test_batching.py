@@ -201,3 +201,23 @@ def test_claimed_jobs_of_a_lost_worker_are_published_again(
             first.wait()
         if second is not None:
             stop_worker(second)
+
+
+def test_a_failing_batch_fails_every_job_in_it(
+    client: TestClient, idle_client: TestClient, settings: Settings
+) -> None:
+    from ddpm.training import TrainConfig, train
+
+    result = train(
+        TrainConfig(arch="pure_unet", max_steps=1, **TINY_TRAIN),
+        settings.data_dir,
+        run_id="batching-corrupt",
+        device="cpu",
+    )
+    (path,) = Path(settings.data_dir, "runs", result.run_id, "checkpoints").glob("step-*.safetensors")
+    path.write_bytes(path.read_bytes()[:200])  # truncated, as by a full disk
+    claimed = [submit(idle_client, query(result.run_id, seed)) for seed in (41, 42)]
+    leader = wait_for(client, submit(client, query(result.run_id, 43)), finished)
+    jobs = [leader, *(client.get(f"/jobs/{job_id}").json() for job_id in claimed)]
+    assert [job["state"] for job in jobs] == ["failed"] * 3, jobs
+    assert len({job["error"] for job in jobs}) == 1 and "corrupt or truncated" in leader["error"]
