@@ -25,7 +25,15 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from ddpm.fastpath import EAGER, EpsFn, FastPath, InferenceRunner, prepare_for_training, to_layout
+from ddpm.fastpath import (
+    BATCH_MULTIPLE,
+    EAGER,
+    EpsFn,
+    FastPath,
+    InferenceRunner,
+    prepare_for_training,
+    to_layout,
+)
 
 CIFAR_IMAGES = 50_000
 REPORT_EPOCHS = 100
@@ -171,7 +179,7 @@ def bench_arch(
     arch: str,
     batches: Sequence[int],
     modes: Sequence[str],
-    fast: FastPath,
+    fast: dict[str, FastPath],
     device: torch.device,
     yardstick: MatmulYardstick,
     pairs: int = 3,
@@ -179,7 +187,8 @@ def bench_arch(
     image_size: int = 32,
     compare_eager: bool = True,
 ) -> list[Row]:
-    """Rows for one variant: per mode and batch, the eager network and the fast path."""
+    """Rows for one variant: per mode and batch, the eager network and the mode's fast path
+    (`fast["sample"]`, `fast["train"]`)."""
     import models
 
     torch.manual_seed(0)
@@ -190,21 +199,23 @@ def bench_arch(
         "train": train_flops(reference, image_shape),
     }
     rows: list[Row] = []
-    paths = [EAGER, fast] if compare_eager and fast != EAGER else [fast]
     for mode in modes:
+        # (label, path, is the plain eager reference)
+        label = fast[mode].describe() + (f", padded to {BATCH_MULTIPLE}" if mode == "sample" else "")
+        paths = [("eager", EAGER, True)] * compare_eager + [(label, fast[mode], False)]
         for batch in batches:
-            outputs: dict[str, torch.Tensor] = {}
-            for path in paths:
+            outputs: list[torch.Tensor] = []
+            for name, path, reference_path in paths:
                 model = models.build_model(arch, width=width)
                 model.load_state_dict(reference.state_dict())
                 model = model.to(device)
                 if mode == "sample":
-                    call, output = _sampling_call(model, path, batch, image_shape, device)
+                    call, output = _sampling_call(model, path, batch, image_shape, device, reference_path)
                     work = batch  # image-steps per call
                 else:
                     call, output = _training_call(model, path, batch, image_shape, device)
                     work = batch  # images per step
-                outputs[path.describe()] = output()
+                outputs.append(output())
                 with _peak_memory(device) as peak:
                     pairing = paired(call, work * yardsticks[mode], yardstick, pairs)
                 rows.append(
@@ -212,7 +223,7 @@ def bench_arch(
                         arch=arch,
                         mode=mode,
                         batch=batch,
-                        path=path.describe(),
+                        path=name,
                         seconds=pairing.seconds,
                         throughput=work / pairing.seconds,
                         gflop_per_image=yardsticks[mode] / 1e9,
@@ -226,7 +237,7 @@ def bench_arch(
                 del model, call, output
                 gc.collect()
             if len(outputs) == 2:
-                eager_out, fast_out = outputs.values()
+                eager_out, fast_out = outputs
                 rows[-1].max_rel_error = relative_error(fast_out, eager_out)
     return rows
 
@@ -241,11 +252,16 @@ def _inputs(
 
 
 def _sampling_call(
-    model: torch.nn.Module, path: FastPath, batch: int, image_shape: Sequence[int], device: torch.device
+    model: torch.nn.Module,
+    path: FastPath,
+    batch: int,
+    image_shape: Sequence[int],
+    device: torch.device,
+    reference: bool = False,
 ) -> tuple[Callable[[], Any], Callable[[], torch.Tensor]]:
     """The eager reference is the network called as it is; the fast path is what the sampler calls
     (InferenceRunner: layout, padding to BATCH_MULTIPLE, autocast, compile, graphs)."""
-    runner: EpsFn = InferenceRunner(model, path) if path != EAGER else model.eval()
+    runner: EpsFn = model.eval() if reference else InferenceRunner(model, path)
     x, t = _inputs(batch, image_shape, device)
 
     def call() -> torch.Tensor:

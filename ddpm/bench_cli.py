@@ -22,7 +22,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--pairs", type=int, default=3, help="timed (matmul, call) pairs per figure")
     bench.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
     bench.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
-    bench.add_argument("--no-channels-last", action="store_true", help="fast path without NHWC")
+    bench.add_argument(
+        "--channels-last",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="NHWC layout on the fast paths (auto: what sampling and training use on this device)",
+    )
     bench.add_argument("--compile", action="store_true", help="torch.compile the fast path (time reported)")
     bench.add_argument("--bf16", action="store_true", help="bf16 autocast on the fast path (CUDA only)")
     bench.add_argument("--cuda-graphs", action="store_true", help="CUDA graphs for sampling calls (CUDA)")
@@ -62,7 +67,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     import models
     from ddpm import bench
     from ddpm.errors import InvalidOption
-    from ddpm.fastpath import FastPath, fast_path_for
+    from ddpm.fastpath import FastPath, sampling_path, training_path
     from ddpm.training import resolve_device
 
     if args.threads:
@@ -74,19 +79,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if not set(modes) <= {"sample", "train"}:
         raise InvalidOption(f"--modes takes sample and/or train, got {args.modes!r}")
     batches = _ints(args.batches, "batches")
-    default = fast_path_for(device, compile=args.compile)
-    fast = FastPath(
-        channels_last=default.channels_last and not args.no_channels_last,
-        bf16=args.bf16,
-        compile=args.compile,
-        cuda_graphs=args.cuda_graphs,
-    )
+    cuda = device.type == "cuda"
+    if not cuda and (args.bf16 or args.cuda_graphs):
+        print("note: --bf16 and --cuda-graphs apply on CUDA only; this run keeps fp32 eager calls")
+    layout = {"auto": None, "on": True, "off": False}[args.channels_last]
+    fast: dict[str, FastPath] = {}
+    for mode, default in (("sample", sampling_path(device)), ("train", training_path(device))):
+        fast[mode] = FastPath(
+            channels_last=default.channels_last if layout is None else layout,
+            bf16=args.bf16 and cuda,
+            compile=args.compile,
+            cuda_graphs=args.cuda_graphs and cuda and mode == "sample",
+        )
     yardstick = bench.MatmulYardstick(device)
     print(
         f"device {device}, {torch.get_num_threads()} threads, yardstick {yardstick.size}^2 "
         f"{str(yardstick.dtype).removeprefix('torch.')} product by {yardstick.kernel_name} ("
         + ", ".join(f"{k} {v / 1e9:,.0f} GFLOP/s" for k, v in yardstick.rates.items())
-        + f"), fast path {fast.describe()}",
+        + f"), fast paths: sample {fast['sample'].describe()}, train {fast['train'].describe()}",
         flush=True,
     )
     rows = []
@@ -108,12 +118,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         rows.extend(arch_rows)
         print(bench.format_table(arch_rows).split("\n", 2)[2], f"  ({time.perf_counter() - started:.0f} s)")
         for row in arch_rows:
-            if row.max_rel_error is not None and row.max_rel_error > _tolerance(fast):
+            if row.max_rel_error is not None and row.max_rel_error > _tolerance(fast[row.mode]):
                 failures.append(
                     f"{row.arch} {row.mode} batch {row.batch}: rel. error {row.max_rel_error:.1e}"
                 )
         if args.check_batch_invariance and "sample" in modes:
-            invariant = bench.batch_invariant(arch, fast, device, args.width, args.image_size)
+            invariant = bench.batch_invariant(arch, fast["sample"], device, args.width, args.image_size)
             print(f"  {arch}: batch 8 rows {'equal' if invariant else 'DIFFER FROM'} batch 80 rows")
             if not invariant:
                 failures.append(f"{arch}: images depend on the batch they are computed in")
@@ -123,13 +133,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print()
         print(bench.format_estimates(rows))
     ratio = (
-        bench.sampler_ratio(device, fast, args.ratio_width, args.ratio_batch) if args.sampler_ratio else None
+        bench.sampler_ratio(device, fast["sample"], args.ratio_width, args.ratio_batch)
+        if args.sampler_ratio
+        else None
     )
     if ratio is not None:
         print()
         print(bench.format_sampler_ratio(ratio))
     if args.json:
-        payload = {"device": str(device), "fast_path": fast.describe(), "rows": [r.as_dict() for r in rows]}
+        payload = {
+            "device": str(device),
+            "fast_paths": {mode: path.describe() for mode, path in fast.items()},
+            "rows": [r.as_dict() for r in rows],
+        }
         if ratio is not None:
             payload["sampler_ratio"] = ratio
         args.json.write_text(json.dumps(payload, indent=2))

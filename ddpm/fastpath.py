@@ -19,13 +19,14 @@ import torch
 
 EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
-# Network calls run on batches padded to a multiple of this. oneDNN picks its convolution kernels by
-# batch size, and sizes that are not a multiple of 4 (1, 2, 5, 7, 9, 17...) give rows that differ in
-# the last bits from the same rows in a batch of 8 or 80, while at multiples of 4 each row is a
-# function of its own input alone (tests/test_fastpath.py checks it; the GPU script checks it there).
-# Padding is what makes image i the same bytes whatever n, the batch size or the requests it is
-# batched with; its price is a batch of 1 computing 4 images on CPU.
-BATCH_MULTIPLE = 4
+# Sampling calls run on batches padded with zero images to a multiple of this. oneDNN picks its
+# convolution kernels by batch size: on one thread every batch under 16 gives rows that differ in their
+# last bits from the same rows in a batch of 48, and on two threads sizes 1, 2, 3 and 5 do, enough to
+# flip pixels after 50 DDIM steps. From 16 up, in NCHW, each row is a function of its own input alone
+# at every thread count tried (1-16), whatever its position in the batch (tests/test_fastpath.py). That
+# is what makes image i the same bytes whatever n, the batch size, or the requests it shares a batch
+# with; the price is that a request of 1 image computes 16 on CPU.
+BATCH_MULTIPLE = 16
 
 COMPILE_ENV = "DDPM_COMPILE"  # "1" compiles sampling networks (worth it for long jobs; see performance.md)
 
@@ -47,19 +48,26 @@ class FastPath:
 EAGER = FastPath()
 
 
-def fast_path_for(device: torch.device | str, compile: bool | None = None) -> FastPath:
-    """The default execution options on `device`.
+def sampling_path(device: torch.device | str, compile: bool | None = None) -> FastPath:
+    """How sampling runs the network on `device` by default.
 
-    channels_last everywhere: on the 2-core CPU machines it raises the baseline's batch-80 sampling
-    from ~0.8 to ~0.95 of the fp32 matmul rate (docs/performance.md). bf16 and CUDA graphs are GPU-only.
-    compile defaults to the DDPM_COMPILE environment variable (off): its one-off cost is ~1-2 minutes
-    on CPU, more than a typical request's sampling time.
+    CPU: NCHW. channels-last is faster on oneDNN (docs/performance.md) but at some thread counts
+    (3 of the 1-16 tried) a row's bits then depend on its position in the batch, which would break
+    byte-identical grids. CUDA: channels-last (tensor-core convolutions prefer NHWC). bf16 and CUDA
+    graphs stay opt-in (ddpm bench --bf16 --cuda-graphs measures them): bf16 changes the numbers, and
+    graph capture has not run on a GPU in this project's tests yet.
+    compile defaults to the DDPM_COMPILE environment variable (off): it costs a minute or more.
     """
     device = torch.device(device)
     if compile is None:
         compile = os.environ.get(COMPILE_ENV, "0") == "1"
-    cuda = device.type == "cuda"
-    return FastPath(channels_last=True, bf16=False, compile=compile, cuda_graphs=cuda and not compile)
+    return FastPath(channels_last=device.type == "cuda", compile=compile)
+
+
+def training_path(device: torch.device | str) -> FastPath:
+    """How training runs the network: channels-last on CPU and GPU (training has no batch-invariance
+    promise to keep; resume stays exact because the layout is the same before and after)."""
+    return FastPath(channels_last=True)
 
 
 def memory_format(path: FastPath) -> torch.memory_format:

@@ -18,7 +18,7 @@ import torch
 from ddpm.checkpoints import load_model
 from ddpm.data import to_uint8
 from ddpm.errors import InvalidOption
-from ddpm.fastpath import FastPath, InferenceRunner, fast_path_for
+from ddpm.fastpath import FastPath, InferenceRunner, sampling_path
 from ddpm.samplers import SAMPLERS, ImageNoise, ddim_timesteps, sample
 from ddpm.schedule import make_schedule
 from ddpm.storage import atomic_write_bytes
@@ -89,7 +89,7 @@ def generate_many(
         check_sample_options(n, sampler, steps, eta, 10)
     schedule = make_schedule(schedule_kind)
     model = model.eval()
-    eps_fn = InferenceRunner(model, fast if fast is not None else fast_path_for(device))
+    eps_fn = InferenceRunner(model, fast if fast is not None else sampling_path(device))
     image_shape = (model.config.in_channels, image_size, image_size)
     chunks = _batches(requests, batch_size)
     steps_per_batch = (

@@ -20,7 +20,7 @@ import torch
 from ddpm.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
 from ddpm.data import check_dataset_name, epoch_order, load_dataset, to_model_range
 from ddpm.errors import Cancelled, CheckpointError, InvalidOption
-from ddpm.fastpath import fast_path_for, prepare_for_training, to_layout
+from ddpm.fastpath import prepare_for_training, to_layout, training_path
 from ddpm.runs import (
     CANCELLED,
     FAILED,
@@ -248,8 +248,8 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):  # seeded weight init without touching the caller's RNG
             torch.manual_seed(derive_seed(cfg.seed, STREAM_TRAINING, 0))
             model = build_from_config(model_config).to(self.device)
-        # The device's fast path (channels-last on CPU and GPU): same math, checkpoints stay contiguous.
-        fast = fast_path_for(self.device, compile=False)
+        # The device's fast path (channels-last): same math, checkpoints stay contiguous.
+        fast = training_path(self.device)
         model = prepare_for_training(model, fast)
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         ema = _Ema(model, cfg.ema_decay) if cfg.ema else None

@@ -15,9 +15,11 @@ DEVICE=${DEVICE:-cuda}
 OUT=${OUT:-bench-gpu}
 mkdir -p "$OUT"
 if [[ -n "${QUICK:-}" ]]; then  # toy sizes: checks the script, not the machine
-  SIZE=(--width 0.125 --image-size 16 --pairs 1) ARCHS=pure_unet,convnext BIG=8 RATIO=(--ratio-width 0.125 --ratio-batch 2)
+  SIZE=(--width 0.125 --image-size 16 --pairs 1) ARCHS=pure_unet,convnext BIG=8
+  COMPILED=pure_unet COMPILE_BATCHES=4 RATIO=(--ratio-width 0.125 --ratio-batch 2)
 else
-  SIZE=(--pairs 5) ARCHS=all BIG=128 RATIO=(--ratio-width 1.0 --ratio-batch 80)
+  SIZE=(--pairs 5) ARCHS=all BIG=128
+  COMPILED=baseline,biggan COMPILE_BATCHES=80,128 RATIO=(--ratio-width 1.0 --ratio-batch 80)
 fi
 failed=0
 step() {  # step NAME ARGS...: run one bench, keep its table and rows, remember a failure, go on
@@ -41,7 +43,7 @@ step fp32 --archs "$ARCHS" --batches 1,8,80 --modes sample --cuda-graphs --check
 #    sampling at batch 1, 80 and the report's 128; hours for 100 CIFAR-10 epochs and a 4096-sample set.
 step bf16 --archs "$ARCHS" --batches "1,80,$BIG" --bf16 --cuda-graphs --estimates
 # 3. torch.compile on two variants: what it gains and what it costs (first call s = compile time).
-step compile --archs baseline,biggan --batches "80,$BIG" --bf16 --compile --fast-only
+step compile --archs "$COMPILED" --batches "$COMPILE_BATCHES" --bf16 --compile --fast-only
 # 4. DDIM-50 against DDPM-1000, end to end, at the report's size and grid.
 step ratio --archs baseline --batches 80 --modes sample --bf16 --cuda-graphs --fast-only --sampler-ratio "${RATIO[@]}"
 
