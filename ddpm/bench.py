@@ -390,6 +390,37 @@ def format_table(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
+def format_summary(rows: Sequence[Row]) -> str:
+    """One line per arch: the fraction of the yardstick rate per (mode, batch), eager -> fast path,
+    with the fast path's throughput and largest relative error against eager."""
+    columns = sorted({(r.mode, r.batch) for r in rows}, key=lambda c: (c[0] != "sample", c[1]))
+    header = "| arch | GFLOP/img-step | " + " | ".join(f"{m} b{b}" for m, b in columns) + " | max rel. err |"
+    lines = [header, "|---|---:|" + "---:|" * len(columns) + "---:|"]
+    for arch in dict.fromkeys(r.arch for r in rows):
+        mine = [r for r in rows if r.arch == arch]
+        cells = []
+        for mode, batch in columns:
+            pair = [r for r in mine if (r.mode, r.batch) == (mode, batch)]
+            eager = next((r for r in pair if r.path == "eager"), None)
+            fast = next((r for r in pair if r.path != "eager"), None)
+            unit = "img-steps/s" if mode == "sample" else "img/s"
+            if eager and fast:
+                cells.append(f"{eager.fraction:.2f} -> {fast.fraction:.2f} ({fast.throughput:,.1f} {unit})")
+            elif pair:
+                cells.append(f"{pair[0].fraction:.2f} ({pair[0].throughput:,.1f} {unit})")
+            else:
+                cells.append("-")
+        errors = [r.max_rel_error for r in mine if r.max_rel_error is not None]
+        forward = (
+            next(r.gflop_per_image for r in mine if r.mode == "sample")
+            if any(r.mode == "sample" for r in mine)
+            else mine[0].gflop_per_image / 3
+        )
+        error = f"{max(errors):.1e}" if errors else "-"
+        lines.append(f"| {arch} | {forward:.2f} | " + " | ".join(cells) + f" | {error} |")
+    return "\n".join(lines)
+
+
 def format_estimates(rows: Sequence[Row]) -> str:
     """Per arch, from its fastest fast-path rows: 100 CIFAR-10 epochs and a 4096-sample DDPM-1000 set."""
     best: dict[str, dict[str, float]] = {}

@@ -129,6 +129,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 failures.append(f"{arch}: images depend on the batch they are computed in")
     print()
     print(bench.format_table(rows))
+    print()
+    print("fraction of the yardstick rate, eager -> fast path:")
+    print(bench.format_summary(rows))
     if args.estimates:
         print()
         print(bench.format_estimates(rows))
