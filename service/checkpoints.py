@@ -12,7 +12,7 @@ from typing import Any
 
 from ddpm.errors import InvalidOption
 from ddpm.runs import RunDir, newest_checkpoint
-from service.errors import Conflict, NotFound, Unprocessable
+from service.errors import Conflict, NotFound, invalid_field
 
 # run.json's status from POST /train until the worker's trainer takes the run over (the engine's own
 # states are running/succeeded/cancelled/failed).
@@ -56,18 +56,28 @@ def how_to_train(arch: str) -> str:
 
 
 def resolve_checkpoint(
-    data_dir: Path, arch: str | None, run_id: str | None = None, step: int | None = None
+    data_dir: Path,
+    arch: str | None,
+    run_id: str | None = None,
+    step: int | None = None,
+    source: str = "query",
 ) -> CheckpointRef:
     """The checkpoint a request names: a run's step, a run's newest, or the newest of an arch.
 
-    Raises NotFound (unknown run or step), Conflict (nothing trained yet), Unprocessable (arch and
-    run disagree, or a step without a run).
+    Raises NotFound (unknown run or step), Conflict (nothing trained yet), a 422 validation error
+    located in `source` ("query" or "body") when arch and run disagree or a step has no run.
     """
     if run_id is None:
         if step is not None:
-            raise Unprocessable("checkpoint (a step number) needs run as well: a step is per run")
+            raise invalid_field(
+                (source, "checkpoint"),
+                "checkpoint (a step number) needs run as well: a step is per run",
+                step,
+            )
         if arch is None:
-            raise Unprocessable("give arch (newest checkpoint of that variant) or run")
+            raise invalid_field(
+                (source, "arch"), "give arch (newest checkpoint of that variant) or run", None
+            )
         found = newest_checkpoint(data_dir, arch)
         if found is None:
             raise Conflict(f"arch {arch!r} has no finished checkpoint yet; {how_to_train(arch)}")
@@ -77,7 +87,9 @@ def resolve_checkpoint(
     run = existing_run(data_dir, run_id)
     record = run.read()
     if arch is not None and record.get("arch") != arch:
-        raise Unprocessable(f"run {run_id!r} trains {record.get('arch')!r}, not {arch!r}")
+        raise invalid_field(
+            (source, "arch"), f"run {run_id!r} trains {record.get('arch')!r}, not {arch!r}", arch
+        )
     kept = dict(run.kept_checkpoints())
     if not kept:
         raise Conflict(

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit, urlunsplit
 import kombu.exceptions
 import redis.exceptions
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 log = logging.getLogger("service")
@@ -32,8 +33,10 @@ class Conflict(ApiError):
     status_code = 409
 
 
-class Unprocessable(ApiError):
-    status_code = 422
+def invalid_field(location: tuple[str, ...], message: str, value: object) -> RequestValidationError:
+    """A bound that depends on settings (so not in the request model), answered in the same 422 shape
+    as the model's own checks, which is the shape the OpenAPI schema promises for 422."""
+    return RequestValidationError([{"type": "value_error", "loc": location, "msg": message, "input": value}])
 
 
 class JobFailed(ApiError):

@@ -27,7 +27,7 @@ RESULTS_MODULE = "ddpm.fid.results"
 def create_fid(
     body: FidRequest, response: Response, settings: SettingsDep, store: StoreDep, queue: QueueDep
 ) -> Accepted:
-    ref = resolve_checkpoint(settings.data_dir, body.arch, body.run, body.checkpoint)
+    ref = resolve_checkpoint(settings.data_dir, body.arch, body.run, body.checkpoint, source="body")
     params = {
         "checkpoint": ref.to_dict(),
         "arch": ref.arch,

@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from service.batching import BatchableJobs, batch_key
 from service.checkpoints import resolve_checkpoint
 from service.deps import QueueDep, SettingsDep, StoreDep
-from service.errors import Conflict, JobFailed, Unprocessable
+from service.errors import Conflict, JobFailed, invalid_field
 from service.jobstore import CANCELLED, FAILED, SAMPLE, SUCCEEDED, TERMINAL_STATES, JobStore
 from service.queue import JobQueue
 from service.samplecache import SampleSpec
@@ -45,12 +45,18 @@ async def samples(
     query: Annotated[SampleQuery, Query()], settings: SettingsDep, store: StoreDep, queue: QueueDep
 ) -> Response:
     if query.n > settings.sample_max_n:
-        raise Unprocessable(
+        raise invalid_field(
+            ("query", "n"),
             f"n={query.n} is more than this service draws in one grid ({settings.sample_max_n}); "
-            "POST /fid scores larger sample sets"
+            "POST /fid scores larger sample sets",
+            query.n,
         )
     if query.wait > settings.max_wait_s:
-        raise Unprocessable(f"wait must be at most {settings.max_wait_s:g} seconds, got {query.wait:g}")
+        raise invalid_field(
+            ("query", "wait"),
+            f"wait must be at most {settings.max_wait_s:g} seconds, got {query.wait:g}",
+            query.wait,
+        )
     # Everything below touches files or Redis: run it in a thread, keeping the event loop free.
     spec = await anyio.to_thread.run_sync(_spec, settings, query)
     found = await anyio.to_thread.run_sync(_cached_or_job, settings, store, queue, spec)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Response
 from ddpm.runs import RunDir, new_run_id
 from service.checkpoints import QUEUED_RUN, existing_run
 from service.deps import QueueDep, SettingsDep, StoreDep
-from service.errors import Conflict, Unavailable, Unprocessable
+from service.errors import Conflict, Unavailable, invalid_field
 from service.jobstore import TRAIN
 from service.schemas import RESUMABLE_CHANGES, Accepted, TrainRequest, job_links
 from service.submit import submit
@@ -68,13 +68,19 @@ def _resumed_config(body: TrainRequest, record: dict[str, Any]) -> dict[str, Any
     stored = dict(record.get("train_config") or {})
     asked = body.model_dump(include=body.model_fields_set - {"run_id", "resume"})
     if "arch" in asked and asked["arch"] != stored.get("arch"):
-        raise Unprocessable(f"run {body.run_id!r} trains {stored.get('arch')!r}, not {asked['arch']!r}")
+        raise invalid_field(
+            ("body", "arch"),
+            f"run {body.run_id!r} trains {stored.get('arch')!r}, not {asked['arch']!r}",
+            asked["arch"],
+        )
     fixed = sorted(
         k for k in asked if k not in RESUMABLE_CHANGES and k != "arch" and asked[k] != stored.get(k)
     )
     if fixed:
-        raise Unprocessable(
-            f"cannot change {fixed} when resuming run {body.run_id!r}; only {list(RESUMABLE_CHANGES)} may change"
+        raise invalid_field(
+            ("body", fixed[0]),
+            f"cannot change {fixed} when resuming run {body.run_id!r}; only {list(RESUMABLE_CHANGES)} may change",
+            asked[fixed[0]],
         )
     return {**stored, **{k: v for k, v in asked.items() if k in RESUMABLE_CHANGES}}
 
