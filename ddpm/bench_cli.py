@@ -7,6 +7,10 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ddpm.fastpath import FastPath
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -174,12 +178,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def _tolerance(fast: object) -> float:
+def _tolerance(fast: FastPath) -> float:
     from ddpm.bench import EQUALITY_TOLERANCE
 
     # bf16 changes the arithmetic on purpose (8-bit mantissa): its error is reported and only checked
     # against a sanity bound that catches a wrong result, not rounding.
-    return 5e-2 if getattr(fast, "bf16", False) else EQUALITY_TOLERANCE
+    return 5e-2 if fast.bf16 else EQUALITY_TOLERANCE
 
 
 if __name__ == "__main__":

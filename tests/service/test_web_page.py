@@ -107,6 +107,15 @@ def bar_done(bar: Any) -> bool:
     return bar.get_attribute("aria-valuenow") == "100" and bar.get_attribute("data-state") == "succeeded"
 
 
+def wait_for_ready_cards(driver: Any, selector: str, count: int, what: str) -> None:
+    """Wait until exactly `count` grid cards match and every one has its image loaded."""
+    wait_until(
+        lambda: [c.get_attribute("data-state") for c in all_css(driver, selector)] == ["ready"] * count,
+        JOB_TIMEOUT_S,
+        what,
+    )
+
+
 def ready_image(driver: Any, selector: str) -> Any:
     image = by_css(driver, selector)
     loaded = driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth", image)
@@ -162,11 +171,7 @@ def test_train_from_the_form_then_loss_resume_epochs_and_compare(
     fill(sampling, GRID)
     sampling.submit()
     cards = "#epoch-grids .grid-card"
-    wait_until(
-        lambda: [c.get_attribute("data-state") for c in all_css(browser, cards)] == ["ready", "ready"],
-        JOB_TIMEOUT_S,
-        "both checkpoints' grids",
-    )
+    wait_for_ready_cards(browser, cards, 2, "both checkpoints' grids")
     titles = [card.find_element("css selector", "figcaption strong").text for card in all_css(browser, cards)]
     assert titles[0].endswith(f"step {TRAIN_STEPS}") and titles[1].endswith(f"step {RESUMED_STEPS}")
     screenshot(browser, "epochs")
@@ -185,11 +190,7 @@ def test_train_from_the_form_then_loss_resume_epochs_and_compare(
     fill(compare, {"checkpoint-pure_unet": pinned, **GRID})
     compare.submit()
     cards = "#compare-grids .grid-card"
-    wait_until(
-        lambda: [c.get_attribute("data-state") for c in all_css(browser, cards)] == ["ready", "ready"],
-        JOB_TIMEOUT_S,
-        "both variants' grids",
-    )
+    wait_for_ready_cards(browser, cards, 2, "both variants' grids")
     captions = [card.find_element("css selector", "figcaption").text for card in all_css(browser, cards)]
     assert captions[0].startswith("DDPM_PureUNet") and f"{run_id} · step {TRAIN_STEPS}" in captions[0]
     assert captions[1].startswith("DDPM_RDN") and " · step " in captions[1]  # its newest checkpoint
