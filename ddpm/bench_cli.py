@@ -70,9 +70,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     import models
     from ddpm import bench
+    from ddpm.device import resolve_device
     from ddpm.errors import InvalidOption
     from ddpm.fastpath import FastPath, sampling_path, training_path
-    from ddpm.training import resolve_device
 
     if args.threads:
         torch.set_num_threads(args.threads)

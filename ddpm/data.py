@@ -16,10 +16,9 @@ import torch
 import torch.nn.functional as F
 
 from ddpm.errors import DatasetUnavailable, InvalidOption
+from ddpm.limits import BUILTIN_DATASETS, FOLDER_PREFIX  # noqa: F401 (re-exported)
 from ddpm.seeding import STREAM_EPOCH_ORDER, derive_seed
 
-BUILTIN_DATASETS = ("cifar10", "digits")
-FOLDER_PREFIX = "folder:"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"

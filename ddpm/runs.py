@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from ddpm.errors import InvalidOption
+from ddpm.limits import RUN_ID_REGEX
 from ddpm.settings import runs_dir
 from ddpm.storage import atomic_write_json, read_json
 
-RUN_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,127}$")
+RUN_ID_PATTERN = re.compile(RUN_ID_REGEX)
 CHECKPOINT_PATTERN = re.compile(r"^step-(\d{8})\.safetensors$")
 LATEST = "latest.safetensors"
 LOSS_HEADER = ("step", "epoch", "loss", "lr", "seconds")

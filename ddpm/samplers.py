@@ -14,12 +14,12 @@ import numpy as np
 import torch
 
 from ddpm.errors import InvalidOption
+from ddpm.limits import DEFAULT_DDIM_STEPS, SAMPLERS
 from ddpm.schedule import NoiseSchedule
 from ddpm.seeding import STREAM_IMAGE_NOISE, derive_seed
 
 EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Progress = Callable[[int, int], None]  # (steps done, total steps); may raise to abort
-SAMPLERS = ("ddpm", "ddim")
 
 
 class ImageNoise:
@@ -147,5 +147,7 @@ def sample(
             )
         return ddpm_sample(eps_fn, schedule, noise, image_shape, device, progress)
     if sampler == "ddim":
-        return ddim_sample(eps_fn, schedule, noise, image_shape, steps or 50, eta, device, progress)
+        return ddim_sample(
+            eps_fn, schedule, noise, image_shape, steps or DEFAULT_DDIM_STEPS, eta, device, progress
+        )
     raise InvalidOption(f"sampler {sampler!r} is not valid; choose one of {list(SAMPLERS)}")

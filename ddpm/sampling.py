@@ -17,14 +17,14 @@ import torch
 
 from ddpm.checkpoints import load_model
 from ddpm.data import to_uint8
+from ddpm.device import resolve_device
 from ddpm.errors import InvalidOption
 from ddpm.fastpath import FastPath, InferenceRunner, sampling_path
+from ddpm.limits import MAX_SAMPLES
 from ddpm.samplers import SAMPLERS, ImageNoise, ddim_timesteps, sample
 from ddpm.schedule import make_schedule
 from ddpm.storage import atomic_write_bytes
-from ddpm.training import resolve_device
 
-MAX_SAMPLES = 50_000
 GRID_PADDING = 2  # torchvision's make_grid default, so grids look like the report's
 
 

@@ -22,9 +22,10 @@ from typing import Any
 
 import torch
 
+from ddpm.device import resolve_device
 from ddpm.errors import InvalidOption
 from ddpm.runs import RunDir
-from ddpm.training import TrainHooks, TrainProgress, resolve_device
+from ddpm.training import TrainHooks, TrainProgress
 
 log = logging.getLogger("ddpm")
 

@@ -19,8 +19,18 @@ import torch
 
 from ddpm.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
 from ddpm.data import check_dataset_name, epoch_order, load_dataset, to_model_range
+from ddpm.device import resolve_device
 from ddpm.errors import Cancelled, CheckpointError, InvalidOption
 from ddpm.fastpath import prepare_for_training, to_layout, training_path
+from ddpm.limits import (
+    MAX_BATCH,
+    MAX_EPOCHS,
+    MAX_IMAGE_SIZE,
+    MAX_TRAIN_STEPS,
+    MAX_WIDTH,
+    MIN_IMAGE_SIZE,
+    RESUMABLE_CHANGES,
+)
 from ddpm.runs import (
     CANCELLED,
     FAILED,
@@ -34,9 +44,6 @@ from ddpm.schedule import SCHEDULE_KINDS, make_schedule
 from ddpm.seeding import STREAM_TRAINING, derive_seed
 
 # Limits shared with the API's validation (service/ mirrors these numbers without importing torch).
-MAX_EPOCHS = 10_000
-MAX_BATCH = 4096
-MAX_WIDTH = 4.0
 # loss.csv is read while training runs (GET /runs/{id}/loss.png): its rows reach the disk at least this
 # often, besides every epoch end.
 LOSS_FLUSH_S = 5.0
@@ -71,11 +78,11 @@ class TrainConfig:
         check_dataset_name(self.dataset)
         _check_int("epochs", self.epochs, 1, MAX_EPOCHS)
         if self.max_steps is not None:
-            _check_int("max_steps", self.max_steps, 1, 10**9)
+            _check_int("max_steps", self.max_steps, 1, MAX_TRAIN_STEPS)
         _check_int("batch_size", self.batch_size, 1, MAX_BATCH)
         _check_int("checkpoint_every", self.checkpoint_every, 1, MAX_EPOCHS)
         _check_int("seed", self.seed, 0, 2**63 - 1)
-        _check_int("image_size", self.image_size, 8, 256)
+        _check_int("image_size", self.image_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE)
         if not (0 < self.lr <= 1):
             raise InvalidOption(f"lr must be in (0, 1], got {self.lr}")
         if not (0 <= self.weight_decay < 1):
@@ -157,18 +164,6 @@ class TrainHooks:
     on_progress: list[Callable[[TrainProgress], None]] = field(default_factory=list)
     on_checkpoint: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
     should_stop: Callable[[], bool] = lambda: False
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as err:
-        raise InvalidOption(f"device {device!r} is not valid; use auto, cpu or cuda[:N]") from err
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidOption(f"device {device!r} requested but CUDA is not available; use auto or cpu")
-    return resolved
 
 
 class _Ema:
@@ -379,8 +374,8 @@ class Trainer:
     def _check_resumable(self, state: Checkpoint) -> None:
         stored = state.meta.get("train_config", {})
         mine = self.config.to_dict()
-        # Only these may change on resume: how long to train and how often to keep checkpoints.
-        may_change = {"epochs", "max_steps", "checkpoint_every"}
+        # Only how long to train and how often to keep checkpoints may change on resume.
+        may_change = set(RESUMABLE_CHANGES)
         differs = sorted(
             k for k in mine if k not in may_change and _jsonish(stored.get(k)) != _jsonish(mine[k])
         )

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from ddpm.limits import DDPM_STEPS, DEFAULT_DDIM_STEPS
 from ddpm.settings import samples_dir
 from service.checkpoints import CheckpointRef
-from service.limits import DDPM_STEPS, DEFAULT_DDIM_STEPS
 
 KEY_LENGTH = 40  # hex digits of sha256 kept in file names: collisions stay out of reach
 

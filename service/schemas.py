@@ -1,4 +1,4 @@
-"""Request and response models. Bounds come from service.limits; a bad value gets a 422 naming it."""
+"""Request and response models. Bounds come from ddpm.limits (the engine's own); a bad value gets a 422 naming it."""
 
 from __future__ import annotations
 
@@ -8,10 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ddpm import limits
 from models import ConfigError, UnknownArchError, arch_config, resolve_arch
-from service import limits
-
-RUN_ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,127}$"  # ddpm.runs.RUN_ID_PATTERN
 
 
 def _canonical_arch(name: str) -> str:
@@ -26,7 +24,7 @@ ArchName = Annotated[
     AfterValidator(_canonical_arch),
     Field(description="variant name or report name, any case: biggan, DDPM_BigGAN"),
 ]
-RunId = Annotated[str, Field(pattern=RUN_ID_PATTERN, description="a run id as listed by GET /runs")]
+RunId = Annotated[str, Field(pattern=limits.RUN_ID_REGEX, description="a run id as listed by GET /runs")]
 Seed = Annotated[int, Field(ge=0, le=limits.MAX_SEED)]
 Sampler = Literal["ddpm", "ddim"]
 
@@ -45,10 +43,6 @@ def check_dataset(spec: str) -> str:
         )
     valid = ", ".join([*limits.BUILTIN_DATASETS, f"{limits.FOLDER_PREFIX}<folder under DATA_DIR/datasets>"])
     raise ValueError(f"unknown dataset {spec!r}; valid: {valid}")
-
-
-# Only these may change when a run is resumed (ddpm.training.Trainer._check_resumable).
-RESUMABLE_CHANGES = ("epochs", "max_steps", "checkpoint_every")
 
 
 class TrainRequest(BaseModel):

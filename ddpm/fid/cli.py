@@ -150,9 +150,9 @@ def cmd_fid_weights(args: argparse.Namespace) -> int:
 
 
 def cmd_fid_reference(args: argparse.Namespace) -> int:
+    from ddpm.device import resolve_device
     from ddpm.fid.features import load_inception
     from ddpm.fid.reference import dataset_reference
-    from ddpm.training import resolve_device
 
     device = resolve_device(args.device)
     bars = _Bars()

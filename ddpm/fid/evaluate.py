@@ -17,19 +17,18 @@ import torch
 
 from ddpm.checkpoints import read_meta
 from ddpm.data import check_dataset_name
+from ddpm.device import resolve_device
 from ddpm.errors import InvalidOption
 from ddpm.fid.features import feature_statistics, frechet_distance, inception_features, load_inception
 from ddpm.fid.options import check_n_samples, rank_warnings
 from ddpm.fid.reference import ReferenceStats, dataset_reference, reference_size, user_reference
 from ddpm.fid.results import FidResult
 from ddpm.fid.weights import ensure_weights
+from ddpm.limits import DDPM_STEPS, DEFAULT_DDIM_STEPS
 from ddpm.sampling import check_sample_options, sample_checkpoint
 from ddpm.settings import data_dir as default_data_dir
-from ddpm.training import resolve_device
 
 PhaseProgress = Callable[[str, int, int], None]
-DDPM_STEPS = 1000
-DEFAULT_DDIM_STEPS = 50  # the sampling engine's default
 
 
 def check_options(

@@ -13,10 +13,10 @@ import time
 import numpy as np
 import torch
 
+from ddpm.device import resolve_device
 from ddpm.fid.convert import convert_state_dict, load_torchscript, oracle_error
 from ddpm.fid.features import feature_statistics, frechet_distance, inception_features, load_inception
 from ddpm.fid.weights import helper_torchscript_path
-from ddpm.training import resolve_device
 
 
 def measure_oracle(seeds: int) -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ddpm.errors import InvalidOption
+from ddpm.limits import DEFAULT_FID_SAMPLES
+from ddpm.limits import MAX_SAMPLES as MAX_N
+from ddpm.limits import MIN_FID_SAMPLES as MIN_N
 
-MIN_N = 2  # a covariance needs two samples
-MAX_N = 50_000  # the sampling engine's limit (ddpm.sampling.MAX_SAMPLES), CIFAR-10's training-set size
 FEATURE_DIMS = 2048  # pool3 features: fewer samples than this give a rank-deficient covariance
-DEFAULT_N = 4096  # the report's choice (section 2.6, figure 9)
+DEFAULT_N = DEFAULT_FID_SAMPLES  # the report's choice (section 2.6, figure 9)
 
 
 def check_n_samples(n_samples: int | Sequence[int]) -> list[int]:

@@ -5,12 +5,13 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 
+from ddpm.limits import RESUMABLE_CHANGES
 from ddpm.runs import RunDir, new_run_id
 from service.checkpoints import QUEUED_RUN, existing_run
 from service.deps import QueueDep, SettingsDep, StoreDep
 from service.errors import Conflict, Unavailable, invalid_field
 from service.jobstore import TRAIN
-from service.schemas import RESUMABLE_CHANGES, Accepted, TrainRequest, job_links
+from service.schemas import Accepted, TrainRequest, job_links
 from service.submit import submit
 
 router = APIRouter(tags=["train"])

@@ -9,7 +9,6 @@ import sys
 
 from fastapi.testclient import TestClient
 
-from service import limits
 from service.app import create_app
 from service.settings import Settings
 
@@ -72,16 +71,16 @@ def test_redis_down_is_503_with_a_clear_message(idle_settings: Settings) -> None
         assert client.get("/healthz").json() == {"status": "ok"}
 
 
-def test_service_limits_match_the_engine() -> None:
-    from ddpm import data, samplers, sampling, training
-
-    assert limits.MAX_EPOCHS == training.MAX_EPOCHS
-    assert limits.MAX_BATCH == training.MAX_BATCH
-    assert limits.MAX_WIDTH == training.MAX_WIDTH
-    assert limits.MAX_SAMPLES == sampling.MAX_SAMPLES
-    assert limits.SAMPLERS == samplers.SAMPLERS
-    assert limits.BUILTIN_DATASETS == data.BUILTIN_DATASETS
-    assert limits.FOLDER_PREFIX == data.FOLDER_PREFIX
+def test_engine_and_service_share_one_copy_of_each_limit() -> None:
+    """The engine's checks and the API's schemas read the same objects from ddpm.limits."""
+    from ddpm import data, limits, runs, samplers, sampling, training
+    from ddpm.fid import options as fid_options
     from ddpm.schedule import make_schedule
 
+    assert training.MAX_EPOCHS is limits.MAX_EPOCHS and training.MAX_BATCH is limits.MAX_BATCH
+    assert training.MAX_WIDTH is limits.MAX_WIDTH
+    assert sampling.MAX_SAMPLES is limits.MAX_SAMPLES and fid_options.MAX_N is limits.MAX_SAMPLES
+    assert samplers.SAMPLERS is limits.SAMPLERS
+    assert data.BUILTIN_DATASETS is limits.BUILTIN_DATASETS and data.FOLDER_PREFIX is limits.FOLDER_PREFIX
+    assert runs.RUN_ID_PATTERN.pattern == limits.RUN_ID_REGEX
     assert limits.DDPM_STEPS == limits.MAX_SAMPLER_STEPS == make_schedule("linear").timesteps
