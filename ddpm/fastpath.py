@@ -23,7 +23,7 @@ EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 # convolution kernels by batch size: on one thread every batch under 16 gives rows that differ in their
 # last bits from the same rows in a batch of 48, and on two threads sizes 1, 2, 3 and 5 do, enough to
 # flip pixels after 50 DDIM steps. From 16 up, in NCHW, each row is a function of its own input alone
-# at every thread count tried (1-16), whatever its position in the batch (tests/test_fastpath.py). That
+# at every thread count tried (1-16), whatever its position in the batch (tests/ddpm/test_fastpath.py). That
 # is what makes image i the same bytes whatever n, the batch size, or the requests it shares a batch
 # with; the price is that a request of 1 image computes 16 on CPU.
 BATCH_MULTIPLE = 16

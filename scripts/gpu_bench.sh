@@ -2,7 +2,7 @@
 # The GPU benchmark of docs/performance.md, in one go (a GPU is lent rarely and briefly).
 #
 #   scripts/gpu_bench.sh                 # on a CUDA machine: the tables below, ~5-8 minutes on an H200
-#   DEVICE=cpu QUICK=1 scripts/gpu_bench.sh   # the same steps at toy sizes on CPU (tests/test_bench.py)
+#   DEVICE=cpu QUICK=1 scripts/gpu_bench.sh   # the same steps at toy sizes on CPU (tests/ddpm/test_bench.py)
 #
 # Needs only torch, numpy, pillow and safetensors (python -m ddpm.bench_cli, not the service's
 # dependencies), so it runs on a GPU image's own python. Output: $OUT (default ./bench-gpu), one .txt

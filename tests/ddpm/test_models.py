@@ -211,7 +211,7 @@ def test_importing_the_registry_does_not_import_torch() -> None:
 def test_readme_table_lists_every_variant_with_its_parameter_count() -> None:
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     for spec in models.ARCHS.values():
         assert f"| {spec.name} | {spec.report_name} | {spec.params:,} |" in readme
 

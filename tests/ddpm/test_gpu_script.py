@@ -2,7 +2,7 @@
 
 The script itself ran end to end on CPU (`DEVICE=cpu QUICK=1 scripts/gpu_bench.sh`, docs/performance.md);
 that takes minutes (torch.compile, DDPM-1000), so the suite checks the steps' arguments instead, and
-tests/test_bench.py runs the bench itself.
+tests/ddpm/test_bench.py runs the bench itself.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ddpm.bench_cli import register
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "gpu_bench.sh"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "gpu_bench.sh"
 QUICK = {"ARCHS": "pure_unet,convnext", "BIG": "8", "COMPILED": "pure_unet", "COMPILE_BATCHES": "4"}
 RATIO = ["--ratio-width", "0.125", "--ratio-batch", "2"]
 
