@@ -32,7 +32,18 @@ MIN_FID_SAMPLES = 2  # a covariance needs at least two feature vectors
 MAX_FID_SWEEP = 16  # at most this many N values in one FID-vs-N sweep
 DEFAULT_FID_SAMPLES = 4096  # the report's Table 1
 
+# Classifier study (ddpm/classifier)
+MIN_ANALYSIS_SAMPLES = 10  # fewer says nothing about a 10-class histogram
+MAX_ANALYSIS_SAMPLES = MAX_SAMPLES
+DEFAULT_ANALYSIS_SAMPLES = 1000  # the report's 1000 DDPM_BigGAN samples (section 3.3)
+DEFAULT_CONFIDENCE = 0.9  # "recognisable": the classifier gives the class at least this probability
+MAX_GRID_PER_CLASS = 32  # most confident samples shown per class
+DEFAULT_GRID_PER_CLASS = 8
+MAX_CLASSIFIER_EPOCHS = 1000
+MAX_HOLDOUT_FRACTION = 0.5  # the held-out split is in (0, 0.5]
+
 # Data and runs
 BUILTIN_DATASETS = ("cifar10", "digits")
 FOLDER_PREFIX = "folder:"
 RUN_ID_REGEX = r"^[a-z0-9][a-z0-9_.-]{0,127}$"  # URL- and path-safe
+CLASSIFIER_NAME_REGEX = RUN_ID_REGEX  # classifier folder names, same rules as run ids

@@ -8,6 +8,9 @@ import numpy as np
 STREAM_IMAGE_NOISE = 0
 STREAM_EPOCH_ORDER = 1
 STREAM_TRAINING = 2
+STREAM_CLASSIFIER_SPLIT = 3  # a classifier's held-out split
+STREAM_CLASSIFIER_TRAINING = 4  # a classifier's weight init and augmentation draws
+STREAM_ANALYSIS = 5  # which real images an analysis of real data takes; the null distribution's draws
 
 
 def derive_seed(seed: int, stream: int, index: int = 0) -> int:
