@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 # Modules that contribute subcommands; each defines register(subparsers) and keeps heavy imports
 # (torch, the service) inside its handlers so `ddpm --help` stays fast.
-COMMAND_MODULES = ("ddpm.commands", "ddpm.bench_cli", "ddpm.fid.cli", "service.cli")
+COMMAND_MODULES = ("ddpm.commands", "ddpm.bench_cli", "ddpm.fid.cli", "ddpm.classifier.cli", "service.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
