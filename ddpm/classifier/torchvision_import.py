@@ -101,6 +101,26 @@ def _check_stats(label: str, values: Sequence[float]) -> list[float]:
     return values
 
 
+def check_input_size(
+    net: torch.nn.Module, arch: str, image_size: int, classes: int, device: torch.device
+) -> None:
+    """A network whose downsampling outruns the image fails here, with the fix, not mid-analysis."""
+    try:
+        with torch.inference_mode():
+            shape = tuple(
+                net(torch.zeros((2, 3, image_size, image_size), dtype=torch.uint8, device=device)).shape
+            )
+    except RuntimeError as err:
+        raise InvalidOption(
+            f"torchvision's {arch} cannot classify {image_size}px images as they are ({' '.join(str(err).split())[:200]}); "
+            "resize them first with input_size (--input-size), e.g. 32"
+        ) from err
+    if shape != (2, classes):
+        raise InvalidOption(
+            f"torchvision's {arch} gives outputs of shape {shape[1:]}, not ({classes},) class scores"
+        )
+
+
 def import_torchvision(
     data_dir: Path,
     arch: str,
@@ -177,6 +197,7 @@ def import_torchvision(
             f"({stem} stem): {' '.join(str(err).split())[:600]}"
         ) from err
     net = net.to(torch_device).eval()
+    check_input_size(net, arch, image_size, len(class_names), torch_device)
     meta["parameters"] = sum(p.numel() for p in net.network.parameters())
 
     holdout_idx = None
