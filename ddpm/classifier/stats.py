@@ -40,7 +40,7 @@ def entropy(counts: Sequence[float]) -> float:
     if total <= 0:
         return 0.0
     p = values[values > 0] / total
-    return float(-(p * np.log(p)).sum())
+    return max(0.0, float(-(p * np.log(p)).sum()))  # one class: -0.0 (or -1e-17) is reported as 0
 
 
 def total_variation(p: Sequence[float], q: Sequence[float]) -> float:

@@ -55,7 +55,7 @@ def test_wilson_interval_textbook_values(successes: int, total: int, low: float,
 
 def test_entropy_and_total_variation_analytic() -> None:
     assert entropy([7] * 10) == pytest.approx(math.log(10))
-    assert entropy([5, 0, 0]) == 0.0
+    assert entropy([5, 0, 0]) == 0.0 and str(entropy([5, 0, 0])) == "0.0", "not -0.0"
     assert entropy([1, 1, 2]) == pytest.approx(-(2 * 0.25 * math.log(0.25) + 0.5 * math.log(0.5)))
     assert total_variation([1, 0], [0, 1]) == 1.0
     assert total_variation([0.5, 0.5], [0.5, 0.5]) == 0.0
