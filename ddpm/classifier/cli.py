@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train = commands.add_parser("train", help="train a small seeded ResNet on a data set (resumable)")
     train.add_argument("--dataset", help="cifar10, digits, or folder:<path> with one subfolder per class")
     train.add_argument("--image-size", type=int, default=32, help="for digits and folders (cifar10 is 32)")
-    train.add_argument("--epochs", type=int, default=30)
+    train.add_argument("--epochs", type=int, help="default 30; with --resume, the stored number")
     train.add_argument("--batch-size", type=int, default=128)
     train.add_argument("--lr", type=float, default=2e-3, help="AdamW peak learning rate (cosine decay to 0)")
     train.add_argument("--weight-decay", type=float, default=5e-4)
@@ -154,7 +154,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         stored = dict(read_classifier(root, args.resume).get("config") or {})
         if not stored:
             raise InvalidOption(f"classifier {args.resume!r} was not trained by `ddpm classifier train`")
-        stored["epochs"] = args.epochs
+        if args.epochs is not None:
+            stored["epochs"] = args.epochs
         config = ClassifierConfig.from_dict(stored)
         name = args.resume
     else:
@@ -163,7 +164,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         config = ClassifierConfig(
             dataset=args.dataset,
             image_size=args.image_size,
-            epochs=args.epochs,
+            epochs=30 if args.epochs is None else args.epochs,
             batch_size=args.batch_size,
             lr=args.lr,
             weight_decay=args.weight_decay,

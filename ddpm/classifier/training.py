@@ -177,6 +177,11 @@ class ClassifierTrainer:
             optimizer.load_state_dict(state.optimizer)
             generator.set_state(state.rng["generator"])
             step = int(state.meta["step"])
+            if step > total_steps:
+                raise InvalidOption(
+                    f"classifier {self.folder.name} has trained {step} steps ({step // steps_per_epoch} epochs); "
+                    f"{cfg.epochs} epochs are {total_steps} steps: resume with more epochs"
+                )
             history = [row for row in state.meta.get("history", []) if row["step"] <= step]
         existing = self.folder.read() if self.folder.exists() else {}
         self.folder.write(

@@ -98,6 +98,8 @@ def test_resume_refuses_a_changed_recipe_but_takes_more_epochs(tmp_path: Path) -
     record = read_classifier(tmp_path, "c")
     assert longer.epoch == 2 and [row["epoch"] for row in record["history"]] == [1, 2]
     assert record["status"] == "succeeded"  # the refused resume did not mark it failed for good
+    with pytest.raises(InvalidOption, match=r"has trained 46 steps \(2 epochs\); 1 epochs are 23 steps"):
+        train_classifier(one_epoch, tmp_path, name="c", device="cpu")
 
 
 def test_corrupt_and_foreign_files_are_refused(tmp_path: Path, run_checkpoint: Path) -> None:
