@@ -104,6 +104,56 @@ def random_crops(images: torch.Tensor, padding: int, generator: torch.Generator)
     return torch.stack([padded[i, :, y : y + size, x : x + size] for i, (y, x) in enumerate(offsets)])
 
 
+@dataclass
+class _Session:
+    """One training process's state: the data and split, the network and its optimiser, the step."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    train_idx: torch.Tensor
+    holdout_idx: torch.Tensor
+    flip: bool
+    net: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator
+    meta: dict[str, Any]  # what every file and the record say of this classifier
+    steps_per_epoch: int
+    total_steps: int
+    step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    _order: tuple[int, torch.Tensor] | None = None  # (epoch, permutation of train_idx positions)
+
+    @property
+    def epoch(self) -> int:
+        """Epochs completed."""
+        return self.step // self.steps_per_epoch
+
+    def order(self, epoch: int, seed: int) -> torch.Tensor:
+        """The batch order of `epoch`: a pure function of (seed, epoch), so resume needs no state."""
+        if self._order is None or self._order[0] != epoch:
+            self._order = (epoch, epoch_order(len(self.train_idx), seed, epoch))
+        return self._order[1]
+
+
+@dataclass
+class _EpochTotals:
+    """Loss and accuracy of the training batches of one epoch (those run by this process)."""
+
+    loss: float = 0.0
+    correct: int = 0
+    seen: int = 0
+
+    def add(self, loss: float, correct: int, seen: int) -> None:
+        self.loss += loss * seen
+        self.correct += correct
+        self.seen += seen
+
+    def row(self) -> dict[str, float | None]:
+        if not self.seen:
+            return {"loss": None, "train_accuracy": None}
+        return {"loss": self.loss / self.seen, "train_accuracy": self.correct / self.seen}
+
+
 class ClassifierTrainer:
     def __init__(
         self,
@@ -146,116 +196,109 @@ class ClassifierTrainer:
                 )
             raise
 
-    def _train(self, resume: bool) -> ClassifierTrainResult:
+    def _prepare(self, resume: bool) -> _Session:
+        """Data, split, seeded network, optimiser and generator; restored from the latest state if any."""
         cfg = self.config
         data = load_dataset(cfg.dataset, self.data_dir, cfg.image_size)
         labels, class_names = labelled(data)
         train_idx, holdout_idx = (
             torch.from_numpy(a) for a in holdout_split(labels.numpy(), cfg.holdout, cfg.seed)
         )
-        flip = data.default_flip if cfg.flip is None else cfg.flip
         spec = cfg.network(len(class_names), data.images.shape[1])
         steps_per_epoch = math.ceil(len(train_idx) / cfg.batch_size)
         total_steps = cfg.epochs * steps_per_epoch
-
         with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's generator
             torch.manual_seed(derive_seed(cfg.seed, STREAM_CLASSIFIER_TRAINING, 0))
             net = build_resnet_classifier(spec).to(self.device)
-        optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        generator = torch.Generator().manual_seed(derive_seed(cfg.seed, STREAM_CLASSIFIER_TRAINING, 1))
-        meta = self._meta(
-            spec, data, labels, class_names, train_idx, holdout_idx, steps_per_epoch, total_steps
+        session = _Session(
+            images=data.images,
+            labels=labels,
+            train_idx=train_idx,
+            holdout_idx=holdout_idx,
+            flip=data.default_flip if cfg.flip is None else cfg.flip,
+            net=net,
+            optimizer=torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay),
+            generator=torch.Generator().manual_seed(derive_seed(cfg.seed, STREAM_CLASSIFIER_TRAINING, 1)),
+            meta=self._meta(
+                spec, data, labels, class_names, train_idx, holdout_idx, steps_per_epoch, total_steps
+            ),
+            steps_per_epoch=steps_per_epoch,
+            total_steps=total_steps,
         )
-
-        step, history = 0, []
         state = self._resume_state() if resume else None
         if state is not None:
-            self._check_resumable(state.meta, meta)
-            net.network.load_state_dict(state.weights)
-            if state.optimizer is None:
-                raise CheckpointError(f"classifier {self.folder.name}'s latest state has no optimizer state")
-            optimizer.load_state_dict(state.optimizer)
-            generator.set_state(state.rng["generator"])
-            step = int(state.meta["step"])
-            if step > total_steps:
-                raise InvalidOption(
-                    f"classifier {self.folder.name} has trained {step} steps ({step // steps_per_epoch} epochs); "
-                    f"{cfg.epochs} epochs are {total_steps} steps: resume with more epochs"
-                )
-            history = [row for row in state.meta.get("history", []) if row["step"] <= step]
+            self._restore(session, state)
+        return session
+
+    def _restore(self, session: _Session, state: ClassifierFile) -> None:
+        self._check_resumable(state.meta, session.meta)
+        session.net.network.load_state_dict(state.weights)
+        if state.optimizer is None:
+            raise CheckpointError(f"classifier {self.folder.name}'s latest state has no optimizer state")
+        session.optimizer.load_state_dict(state.optimizer)
+        session.generator.set_state(state.rng["generator"])
+        step = int(state.meta["step"])
+        if step > session.total_steps:
+            raise InvalidOption(
+                f"classifier {self.folder.name} has trained {step} steps ({step // session.steps_per_epoch} "
+                f"epochs); {self.config.epochs} epochs are {session.total_steps} steps: resume with more epochs"
+            )
+        session.step = step
+        session.history = [row for row in state.meta.get("history", []) if row["step"] <= step]
+
+    def _train(self, resume: bool) -> ClassifierTrainResult:
+        session = self._prepare(resume)
         existing = self.folder.read() if self.folder.exists() else {}
         self.folder.write(
             {
-                **meta,
+                **session.meta,
                 "status": RUNNING,
                 "ready": False,
                 "device": str(self.device),
-                "step": step,
-                "epoch": step // steps_per_epoch,
-                "history": history,
+                "step": session.step,
+                "epoch": session.epoch,
+                "history": session.history,
                 "created": existing.get("created", time.time()),
                 "updated": time.time(),
             }
         )
-
-        images = data.images
-        holdout_images, holdout_labels = images[holdout_idx], labels[holdout_idx]
-        net.train()
+        holdout_images = session.images[session.holdout_idx]
+        holdout_labels = session.labels[session.holdout_idx]
+        session.net.train()
         started = time.monotonic()
-        start_step = step
+        start_step = session.step
         status = SUCCEEDED
-        epoch_loss, epoch_correct, epoch_seen = 0.0, 0, 0
-        last_accuracy = history[-1]["holdout_accuracy"] if history else None
-        order, order_epoch = torch.empty(0, dtype=torch.long), -1
+        totals = _EpochTotals()
+        last_accuracy = session.history[-1]["holdout_accuracy"] if session.history else None
         try:
-            while step < total_steps:
+            while session.step < session.total_steps:
                 if self.hooks.should_stop():
                     status = CANCELLED
                     break
-                epoch, index = divmod(step, steps_per_epoch)
-                if order_epoch != epoch:
-                    order, order_epoch = epoch_order(len(train_idx), cfg.seed, epoch), epoch
-                chosen = train_idx[order[index * cfg.batch_size : (index + 1) * cfg.batch_size]]
-                batch = random_crops(images[chosen], cfg.crop_padding, generator)
-                if flip:
-                    flips = torch.rand(batch.shape[0], generator=generator) < 0.5
-                    batch = torch.where(flips[:, None, None, None], batch.flip(-1), batch)
-                target = labels[chosen].to(self.device)
-                for group in optimizer.param_groups:
-                    group["lr"] = cosine_lr(cfg.lr, step, total_steps)
-                logits = net(batch.to(self.device))
-                loss = F.cross_entropy(logits, target)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                step += 1
-                epoch_loss += loss.item() * len(chosen)
-                epoch_correct += int((logits.argmax(dim=1) == target).sum())
-                epoch_seen += len(chosen)
-                if step % steps_per_epoch == 0 or step == total_steps:
-                    last_accuracy = self._evaluate(net, holdout_images, holdout_labels)
-                    history.append(
+                loss = self._step(session, totals)
+                if session.step % session.steps_per_epoch == 0 or session.step == session.total_steps:
+                    last_accuracy = self._evaluate(session.net, holdout_images, holdout_labels)
+                    session.history.append(
                         {
-                            "epoch": step // steps_per_epoch,
-                            "step": step,
-                            "loss": epoch_loss / epoch_seen,
-                            "train_accuracy": epoch_correct / epoch_seen,
+                            "epoch": session.epoch,
+                            "step": session.step,
+                            **totals.row(),
                             "holdout_accuracy": last_accuracy,
                             "seconds": time.monotonic() - started,
                         }
                     )
-                    epoch_loss, epoch_correct, epoch_seen = 0.0, 0, 0
-                    self._save_state(net, optimizer, generator, meta, step, steps_per_epoch, history)
+                    totals = _EpochTotals()
+                    self._save_state(session)
                 elapsed = time.monotonic() - started
-                rate = (step - start_step) / elapsed if elapsed > 0 else 0.0
+                rate = (session.step - start_step) / elapsed if elapsed > 0 else 0.0
                 progress = ClassifierProgress(
                     name=self.folder.name,
-                    step=step,
-                    total_steps=total_steps,
-                    epoch=step // steps_per_epoch,
-                    loss=loss.item(),
+                    step=session.step,
+                    total_steps=session.total_steps,
+                    epoch=session.epoch,
+                    loss=loss,
                     elapsed=elapsed,
-                    eta=(total_steps - step) / rate if rate > 0 else None,
+                    eta=(session.total_steps - session.step) / rate if rate > 0 else None,
                     holdout_accuracy=last_accuracy,
                 )
                 for hook in self.hooks.on_progress:
@@ -263,20 +306,45 @@ class ClassifierTrainer:
         except Cancelled:
             status = CANCELLED
         if status == CANCELLED:
-            if step > 0 and not self._latest_at(step):
-                self._save_state(net, optimizer, generator, meta, step, steps_per_epoch, history)
-            self.folder.update(status=CANCELLED, step=step, epoch=step // steps_per_epoch, history=history)
-            return ClassifierTrainResult(
-                self.folder.name,
-                CANCELLED,
-                step // steps_per_epoch,
-                step,
-                total_steps,
-                None,
-                self.folder.latest_path,
-            )
-        return self._finish(
-            net, meta, holdout_idx, holdout_images, holdout_labels, step, steps_per_epoch, history
+            return self._cancel(session)
+        return self._finish(session, holdout_images, holdout_labels)
+
+    def _step(self, session: _Session, totals: _EpochTotals) -> float:
+        """One optimizer step on the batch of session.step: order from (seed, epoch), crops then flips
+        from the session's generator, learning rate from the step. Returns the batch loss."""
+        cfg = self.config
+        epoch, index = divmod(session.step, session.steps_per_epoch)
+        order = session.order(epoch, cfg.seed)
+        chosen = session.train_idx[order[index * cfg.batch_size : (index + 1) * cfg.batch_size]]
+        batch = random_crops(session.images[chosen], cfg.crop_padding, session.generator)
+        if session.flip:
+            flips = torch.rand(batch.shape[0], generator=session.generator) < 0.5
+            batch = torch.where(flips[:, None, None, None], batch.flip(-1), batch)
+        target = session.labels[chosen].to(self.device)
+        for group in session.optimizer.param_groups:
+            group["lr"] = cosine_lr(cfg.lr, session.step, session.total_steps)
+        logits = session.net(batch.to(self.device))
+        loss = F.cross_entropy(logits, target)
+        session.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        session.optimizer.step()
+        session.step += 1
+        totals.add(loss.item(), int((logits.argmax(dim=1) == target).sum()), len(chosen))
+        return loss.item()
+
+    def _cancel(self, session: _Session) -> ClassifierTrainResult:
+        """Keep the last completed step, so a cancelled classifier can be resumed exactly."""
+        if session.step > 0 and not self._latest_at(session.step):
+            self._save_state(session)
+        self.folder.update(status=CANCELLED, step=session.step, epoch=session.epoch, history=session.history)
+        return ClassifierTrainResult(
+            self.folder.name,
+            CANCELLED,
+            session.epoch,
+            session.step,
+            session.total_steps,
+            None,
+            self.folder.latest_path,
         )
 
     def _meta(
@@ -347,59 +415,46 @@ class ClassifierTrainer:
         path = self.folder.latest_path
         return path.exists() and read_classifier_meta(path).get("step") == step
 
-    def _save_state(
-        self,
-        net: torch.nn.Module,
-        optimizer: torch.optim.Optimizer,
-        generator: torch.Generator,
-        meta: dict[str, Any],
-        step: int,
-        steps_per_epoch: int,
-        history: list[dict[str, Any]],
-    ) -> None:
-        state_meta = {**meta, "step": step, "epoch": step // steps_per_epoch, "history": history}
+    def _save_state(self, session: _Session) -> None:
+        state_meta = {
+            **session.meta,
+            "step": session.step,
+            "epoch": session.epoch,
+            "history": session.history,
+        }
         content = ClassifierFile(
             meta=state_meta,
-            weights=net.network.state_dict(),
-            optimizer=optimizer.state_dict(),
-            rng={"generator": generator.get_state()},
+            weights=session.net.network.state_dict(),
+            optimizer=session.optimizer.state_dict(),
+            rng={"generator": session.generator.get_state()},
         )
         save_classifier_file(self.folder.latest_path, content)
-        self.folder.update(step=step, epoch=step // steps_per_epoch, history=history)
+        self.folder.update(step=session.step, epoch=session.epoch, history=session.history)
 
     def _finish(
-        self,
-        net: torch.nn.Module,
-        meta: dict[str, Any],
-        holdout_idx: torch.Tensor,
-        holdout_images: torch.Tensor,
-        holdout_labels: torch.Tensor,
-        step: int,
-        steps_per_epoch: int,
-        history: list[dict[str, Any]],
+        self, session: _Session, holdout_images: torch.Tensor, holdout_labels: torch.Tensor
     ) -> ClassifierTrainResult:
-        probabilities = class_probabilities(net, holdout_images, device=self.device)
+        probabilities = class_probabilities(session.net, holdout_images, device=self.device)
         correct = int((probabilities.argmax(dim=1) == holdout_labels).sum())
         final = {
-            **meta,
-            "step": step,
-            "epoch": step // steps_per_epoch,
+            **session.meta,
+            "step": session.step,
+            "epoch": session.epoch,
             "accuracy": correct / len(holdout_labels),
             "accuracy_ci95": list(wilson_interval(correct, len(holdout_labels))),
-            "history": history,
+            "history": session.history,
         }
-        save_classifier_file(
-            self.folder.weights_path, ClassifierFile(final, net.network.state_dict(), holdout=holdout_idx)
-        )
+        content = ClassifierFile(final, session.net.network.state_dict(), holdout=session.holdout_idx)
+        save_classifier_file(self.folder.weights_path, content)
         self.folder.update(
             **final, status=SUCCEEDED, ready=True, file=self.folder.weights_path.name, error=None
         )
         return ClassifierTrainResult(
             self.folder.name,
             SUCCEEDED,
-            final["epoch"],
-            step,
-            meta["total_steps"],
+            session.epoch,
+            session.step,
+            session.total_steps,
             final["accuracy"],
             self.folder.weights_path,
         )
