@@ -19,6 +19,7 @@ from ddpm.classifier.config import ClassifierConfig
 from ddpm.classifier.options import (
     check_analysis_options,
     check_classifier_for,
+    check_classifier_for_run,
     check_real_analysis,
     compatible_classifiers,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "analyse_real",
     "check_analysis_options",
     "check_classifier_for",
+    "check_classifier_for_run",
     "check_real_analysis",
     "compare_records",
     "compatible_classifiers",

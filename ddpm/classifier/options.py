@@ -110,6 +110,18 @@ def check_classifier_for(
     return record
 
 
+def check_classifier_for_run(data_dir: Path, name: str | None, run_record: dict[str, Any]) -> dict[str, Any]:
+    """check_classifier_for with the data a run was trained on, read from its run.json record."""
+    train_config = run_record.get("train_config") or {}
+    return check_classifier_for(
+        data_dir,
+        name,
+        str(train_config.get("dataset", "cifar10")),
+        int(train_config.get("image_size", 32)),
+        int((run_record.get("model_config") or {}).get("in_channels", 3)),
+    )
+
+
 def check_real_analysis(data_dir: Path, name: str, n: int) -> dict[str, Any]:
     """The classifier whose held-out images an analysis of real data takes; n may not exceed them."""
     record = read_classifier(data_dir, check_classifier_name(name))

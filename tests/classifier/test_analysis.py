@@ -15,11 +15,13 @@ from PIL import Image
 from ddpm.classifier.analysis import analyse_checkpoint, analyse_real
 from ddpm.classifier.checkpoint import load_classifier
 from ddpm.classifier.inference import class_probabilities
+from ddpm.classifier.options import check_classifier_for_run
 from ddpm.classifier.results import compare_records, list_analyses, save_analysis, stable_part
 from ddpm.classifier.store import ClassifierDir, read_classifier
 from ddpm.errors import InvalidOption
+from ddpm.runs import RunDir
 from ddpm.sampling import GRID_PADDING, sample_checkpoint
-from tests.classifier.conftest import CLASSIFIER, IMAGE_SIZE
+from tests.classifier.conftest import CLASSIFIER, IMAGE_SIZE, RUN
 
 N = 24
 SAMPLING = {"sampler": "ddim", "steps": 2, "device": "cpu"}
@@ -128,6 +130,9 @@ def test_a_classifier_of_another_image_size_is_refused_before_sampling(
     assert str(caught.value) == (
         f"classifier 'digits-16px' takes 16px images, not 8px; classifiers for digits at 8px: {CLASSIFIER}"
     )
+    with pytest.raises(InvalidOption, match="takes 16px images, not 8px"):  # what the API calls
+        check_classifier_for_run(root, "digits-16px", RunDir.of(study_root, RUN).read())
+    assert check_classifier_for_run(root, None, RunDir.of(study_root, RUN).read())["name"] == CLASSIFIER
     with pytest.raises(InvalidOption, match=r"n must be an integer in \[10, 50000\], got 5"):
         analyse_checkpoint(run_checkpoint, CLASSIFIER, n=5, data_dir=root, **SAMPLING)
     with pytest.raises(InvalidOption, match="the ddpm sampler always runs 1000 steps"):
