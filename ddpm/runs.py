@@ -27,8 +27,38 @@ CHECKPOINT_PATTERN = re.compile(r"^step-(\d{8})\.safetensors$")
 LATEST = "latest.safetensors"
 LOSS_HEADER = ("step", "epoch", "loss", "lr", "seconds")
 
-# Run states, as stored in run.json
-RUNNING, SUCCEEDED, CANCELLED, FAILED = "running", "succeeded", "cancelled", "failed"
+# Run states, as stored in run.json: `queued` from the API's POST /train until a trainer takes the run
+# over, then the trainer's own. A run still queued or running when its job has ended is unsettled.
+QUEUED, RUNNING, SUCCEEDED, CANCELLED, FAILED = "queued", "running", "succeeded", "cancelled", "failed"
+UNSETTLED = (QUEUED, RUNNING)
+
+
+def run_record(
+    run_id: str,
+    arch: str,
+    train_config: dict[str, Any],
+    status: str,
+    created: float | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """The one shape of run.json; `fields` fill in what the writer knows (model_config, total_steps,
+    steps_per_epoch, step, checkpoints, device, error, resume notes)."""
+    now = time.time()
+    return {
+        "run_id": run_id,
+        "arch": arch,
+        "created": now if created is None else created,
+        "updated": now,
+        "status": status,
+        "device": None,
+        "train_config": train_config,
+        "model_config": None,
+        "total_steps": None,
+        "steps_per_epoch": None,
+        "step": 0,
+        "checkpoints": [],
+        **fields,
+    }
 
 
 def new_run_id(arch: str) -> str:
@@ -89,6 +119,15 @@ class RunDir:
         record = {**self.read(), **changes, "updated": time.time()}
         self.write(record)
         return record
+
+    def settle(self, status: str, error: str | None = None) -> bool:
+        """Record how a run ended when its trainer could not say so itself (the job failed before the
+        trainer started, was cancelled while queued, or its workers kept dying). A run the trainer has
+        already settled is left alone; True when this call changed it."""
+        if not self.exists() or self.read().get("status") not in UNSETTLED:
+            return False
+        self.update(status=status, **({"error": error} if error else {}))
+        return True
 
     def kept_checkpoints(self) -> list[tuple[int, Path]]:
         """(step, path) of every kept checkpoint on disk, oldest first (temp files are hidden)."""

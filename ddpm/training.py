@@ -39,6 +39,7 @@ from ddpm.runs import (
     SUCCEEDED,
     RunDir,
     new_run_id,
+    run_record,
 )
 from ddpm.schedule import SCHEDULE_KINDS, make_schedule
 from ddpm.seeding import STREAM_TRAINING, derive_seed
@@ -213,17 +214,9 @@ class Trainer:
                 self.run.update(status=FAILED, error=message)
             else:
                 self.run.write(
-                    {
-                        "run_id": self.run.run_id,
-                        "arch": self.config.arch,
-                        "created": time.time(),
-                        "updated": time.time(),
-                        "status": FAILED,
-                        "error": message,
-                        "train_config": self.config.to_dict(),
-                        "step": 0,
-                        "checkpoints": [],
-                    }
+                    run_record(
+                        self.run.run_id, self.config.arch, self.config.to_dict(), FAILED, error=message
+                    )
                 )
             raise
 
@@ -401,21 +394,20 @@ class Trainer:
     ) -> None:
         existing = self.run.read() if self.run.exists() else {}
         self.run.write(
-            {
-                "run_id": self.run.run_id,
-                "arch": self.config.arch,
-                "created": existing.get("created", time.time()),
-                "updated": time.time(),
-                "status": status,
-                "device": str(self.device),
-                "train_config": self.config.to_dict(),
-                "model_config": model_config,
-                "total_steps": total_steps,
-                "steps_per_epoch": steps_per_epoch,
-                "step": step,
-                "checkpoints": checkpoints,
+            run_record(
+                self.run.run_id,
+                self.config.arch,
+                self.config.to_dict(),
+                status,
+                created=existing.get("created"),
+                device=str(self.device),
+                model_config=model_config,
+                total_steps=total_steps,
+                steps_per_epoch=steps_per_epoch,
+                step=step,
+                checkpoints=checkpoints,
                 **self._resume_notes,
-            }
+            )
         )
 
     def _truncate_loss_history(self, step: int) -> None:

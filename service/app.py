@@ -13,14 +13,14 @@ import anyio
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from jobs.mirror import JobMirror, restore_if_lost
+from jobs.publish import JobQueue
+from jobs.settings import Settings
+from jobs.store import JobStore
 from service.deps import require_api_key
 from service.errors import install_handlers
-from service.jobmirror import JobMirror, restore_if_lost
-from service.jobstore import JobStore
 from service.middleware import BodySizeLimit
-from service.queue import JobQueue
 from service.routes import archs, fid, health, jobs, metrics, plots, runs, samples, train
-from service.settings import Settings
 from service.web import install_web
 
 DESCRIPTION = """Train, sample and score (FID) the DDPM UNet variants of *Newer Architectures for Diffusion*.

@@ -71,10 +71,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs_rebuild(args: argparse.Namespace) -> int:
-    from service.jobmirror import JobMirror, restore_jobs
-    from service.jobstore import JobStore
-    from service.queue import JobQueue
-    from service.settings import Settings
+    from jobs.mirror import JobMirror, restore_jobs
+    from jobs.publish import JobQueue
+    from jobs.settings import Settings
+    from jobs.store import JobStore
 
     settings = Settings(**({"data_dir": args.data_dir} if args.data_dir else {}))
     mirror = JobMirror.of(settings.data_dir)

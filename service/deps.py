@@ -7,9 +7,9 @@ from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request
 
-from service.jobstore import JobStore
-from service.queue import JobQueue
-from service.settings import Settings
+from jobs.publish import JobQueue
+from jobs.settings import Settings
+from jobs.store import JobStore
 
 
 def get_settings(request: Request) -> Settings:

@@ -2,7 +2,7 @@
 
 Nothing is counted in the API process: it may run as several processes, each scraped at random by a
 load balancer, and would disagree. Job counts and rates come from the job records, queue depth from
-the broker's list, workers from their heartbeats, run times and work totals from service/telemetry.py.
+the broker's list, workers from their heartbeats, run times and work totals from jobs/telemetry.py.
 """
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ import redis
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
-from service import telemetry
-from service.jobstore import KINDS, RUNNING, STATES, TERMINAL_STATES, TRAIN, JobStore
-from service.settings import Settings
+from jobs import telemetry
+from jobs.records import KINDS, RUNNING, STATES, TERMINAL_STATES, TRAIN
+from jobs.registry import WorkerRegistry
+from jobs.settings import Settings
+from jobs.store import JobStore
 
 # kombu's Redis transport keeps a queue's messages in one list per priority step: the bare name for
 # priority 0 (what we publish), "<queue>\x06\x16<p>" for the others.
@@ -130,7 +132,7 @@ def _families(store: JobStore, settings: Settings) -> Iterator[Metric]:
         "ddpm_workers", "Workers whose heartbeat is live, by the queue they consume", labels=["queue"]
     )
     by_queue: dict[str, int] = {settings.queue: 0}
-    for worker in store.workers():
+    for worker in WorkerRegistry(store.client, store.prefix).alive():
         queue = str(worker.get("queue"))
         by_queue[queue] = by_queue.get(queue, 0) + 1
     for queue, count in sorted(by_queue.items()):

@@ -6,9 +6,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from jobs.publish import JobQueue
+from jobs.records import ACTIVE_STATES
+from jobs.store import JobStore
 from service.errors import Unavailable, redact
-from service.jobstore import ACTIVE_STATES, JobStore
-from service.queue import JobQueue
 
 log = logging.getLogger("service")
 

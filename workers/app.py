@@ -3,7 +3,7 @@
 GPU jobs are long and heavy, so: one process per worker (concurrency 1), prefetch 1 (a busy worker
 does not hoard queued jobs another GPU could start), late acks (a message whose worker dies is not
 lost with it). Which worker runs a job is decided by the job's lease in our own Redis record
-(service.jobstore), not by the broker: a redelivered copy of a running job is dropped, and a job whose
+(jobs/store.py), not by the broker: a redelivered copy of a running job is dropped, and a job whose
 worker died is re-queued by the sweep below. What users see never comes from Celery's result backend.
 """
 
@@ -18,13 +18,12 @@ from typing import Any
 
 from celery import Celery, signals
 
-from ddpm.runs import RUNNING as RUN_RUNNING
-from ddpm.runs import RunDir
-from service.checkpoints import QUEUED_RUN
-from service.jobmirror import JobMirror, prune_now_and_then, restore_if_lost
-from service.jobstore import TASK_NAMES, TERMINAL_STATES, TRAIN, JobStore
-from service.queue import broker_options
-from service.settings import get_settings
+from jobs.mirror import JobMirror, prune_now_and_then, restore_if_lost
+from jobs.publish import broker_options, publish
+from jobs.registry import WorkerRegistry
+from jobs.settings import get_settings
+from jobs.store import JobStore
+from workers.outcomes import settle_run
 
 log = logging.getLogger("workers")
 
@@ -65,15 +64,13 @@ def job_store() -> JobStore:
 
 
 def publish_job(kind: str, job_id: str, queue: str | None) -> None:
-    """Send a job (again) to the queue the API recorded for it; the task id is the job id."""
-    app.send_task(
-        TASK_NAMES[kind], args=[job_id], queue=queue or settings.queue, task_id=job_id, ignore_result=True
-    )
+    """Send a job (again) to the queue the API recorded for it."""
+    publish(app, kind, job_id, queue or settings.queue)
 
 
 class Heartbeat:
     """Refreshes <prefix>:worker:<hostname> in Redis so /readyz can list live workers, restores the
-    job records from the volume if Redis lost them (service/jobmirror.py), and re-queues jobs whose
+    job records from the volume if Redis lost them (jobs/mirror.py), and re-queues jobs whose
     lease lapsed (any live worker does; the Lua scripts let only one of them succeed per job)."""
 
     def __init__(self, hostname: str) -> None:
@@ -91,10 +88,11 @@ class Heartbeat:
 
     def _run(self) -> None:
         store = job_store()
+        registry = WorkerRegistry(store.client, store.prefix)
         while not self.stop.is_set():
             try:
                 ttl = max(1, round(HEARTBEAT_TTL_FACTOR * settings.worker_heartbeat_s))
-                store.beat(self.hostname, self.info, ttl)
+                registry.beat(self.hostname, self.info, ttl)
                 restore_if_lost(store, publish_job, settings.lease_s)
                 prune_now_and_then(store)
                 reclaim_lost_jobs(store)
@@ -102,7 +100,7 @@ class Heartbeat:
                 log.warning("heartbeat failed: %s", err)
             self.stop.wait(settings.worker_heartbeat_s)
         with contextlib.suppress(Exception):  # expiry removes the key anyway
-            store.forget_worker(self.hostname)
+            registry.forget(self.hostname)
 
 
 _heartbeat: Heartbeat | None = None
@@ -146,19 +144,9 @@ def _reclaim(store: JobStore, job_id: str, worker: str | None = None) -> str:
             # lets one run and the other is dropped.
             publish_job(job.get("kind", "train"), job_id, job.get("queue"))
         else:
-            settle_run(job)
+            settle_run(settings.data_dir, job)
         log.warning("job %s lost its worker: %s", job_id, outcome)
     return outcome
-
-
-def settle_run(job: dict[str, Any]) -> None:
-    """A training that ended without its trainer saying so (given up after its workers kept dying,
-    or cancelled while lost) marks its run.json, which the dead trainer left 'running', the same way."""
-    if job.get("kind") != TRAIN or job.get("state") not in TERMINAL_STATES or not job.get("run_id"):
-        return
-    run = RunDir.of(settings.data_dir, job["run_id"])
-    if run.exists() and run.read().get("status") in (QUEUED_RUN, RUN_RUNNING):
-        run.update(status=job["state"], error=job.get("error"))
 
 
 @signals.task_failure.connect

@@ -1,7 +1,7 @@
 """Sampling jobs, batched: a worker that starts one takes in other queued jobs that can share its batches.
 
 The job the worker's message started (the leader) waits `DDPM_BATCH_WINDOW_S`, then pops the jobs the
-API announced under the same batch key (service/batching.py: same weights, sampler, steps, eta) and
+API announced under the same batch key (jobs/batching.py: same weights, sampler, steps, eta) and
 claims each with `JobStore.start` under a token of its own, exactly as the job's own message would:
 a job that was cancelled, finished or is running elsewhere is refused and skipped. It takes only what
 fits in the room its own last network batch leaves (`DDPM_SAMPLE_BATCH_SIZE`), so joining costs the
@@ -31,19 +31,17 @@ from typing import Any
 
 import redis
 
-from ddpm.errors import Cancelled, DdpmError
-from models.config import ConfigError
-from service.batching import BatchableJobs, batch_key
-from service.jobstore import ACTIVE_STATES, CANCELLED, FAILED, SAMPLE, SUCCEEDED, JobStore
-from service.samplecache import SampleSpec
+from ddpm.errors import Cancelled
+from jobs.batching import BatchableJobs, batch_key
+from jobs.records import ACTIVE_STATES, SAMPLE, SUCCEEDED
+from jobs.specs import SampleSpec
+from jobs.store import JobStore
 from workers.app import settings
+from workers.outcomes import CANCELLED_OUTCOME, Outcome, outcome_of, record_outcome
 from workers.progress import JobLease, JobReporter
 from workers.throughput import SAMPLE_PHASE, SamplingMeter, Throughput
 
 log = logging.getLogger("workers")
-
-Outcome = dict[str, Any]
-CANCELLED_OUTCOME: Outcome = {"state": CANCELLED, "message": "cancelled"}
 
 
 @dataclass
@@ -155,7 +153,7 @@ def _run(store: JobStore, batch: Batch) -> Outcome:
     try:
         images = _sample(store, batch) if batch.sampled else {}
     except Exception as err:  # anything else (the process stopping) leaves them to the lease sweep
-        outcome = _failure(err)
+        outcome = outcome_of(err, batch.leader.id)
         for member in claimed:
             if member.ended is None:
                 _end(store, member, outcome)
@@ -165,8 +163,7 @@ def _run(store: JobStore, batch: Batch) -> Outcome:
             try:
                 outcome = _write(member, images.get(member.id), batch)
             except Exception as err:  # e.g. the volume is full: this job fails, the others go on
-                log.exception("job %s: grid not written", member.id)
-                outcome = _failure(err)
+                outcome = outcome_of(err, member.id)
             _end(store, member, outcome)
     leader = batch.leader
     return CANCELLED_OUTCOME if leader.cancelled else _write(leader, images.get(leader.id), batch)
@@ -276,41 +273,9 @@ def _write(member: Member, images: Any, batch: Batch) -> Outcome:
     }
 
 
-def _failure(err: Exception) -> Outcome:
-    """The outcome run_job gives the leader for the same error, for the claimed jobs."""
-    if isinstance(err, Cancelled):
-        return CANCELLED_OUTCOME
-    if isinstance(err, DdpmError | ConfigError):  # the user's to fix: the message says how
-        return {"state": FAILED, "message": "failed", "error": str(err)}
-    return {
-        "state": FAILED,
-        "message": "failed",
-        "error": f"internal error in the worker ({type(err).__name__}: {err}); its log has the traceback",
-    }
-
-
 def _end(store: JobStore, member: Member, outcome: Outcome) -> None:
     """Record a claimed job's outcome under its token (its lease stopped first, so the renewal thread
-    does not take the finished record for a lost lease). A Redis outage is waited out for up to a
-    lease, as run_job does; if it never lands, the sweep re-queues the job."""
+    does not take the finished record for a lost lease)."""
     member.stop_lease()
     member.ended = outcome
-    deadline = time.monotonic() + settings.lease_s
-    while True:
-        try:
-            if store.finish(member.id, token=member.token, **outcome):
-                log.info("job %s %s", member.id, outcome["state"])
-            else:
-                log.warning(
-                    "job %s ended here (%s) but another worker owns it now", member.id, outcome["state"]
-                )
-            return
-        except redis.RedisError as err:
-            if time.monotonic() > deadline:
-                log.error(
-                    "job %s: outcome never recorded (%s); its lease lapses and it is re-queued",
-                    member.id,
-                    err,
-                )
-                return
-            time.sleep(1.0)
+    record_outcome(store, member.id, member.token, outcome, settings.lease_s)

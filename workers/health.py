@@ -6,16 +6,18 @@ from __future__ import annotations
 import socket
 import sys
 
-from service.jobstore import JobStore
-from service.settings import get_settings
+from jobs.registry import WorkerRegistry
+from jobs.settings import get_settings
+from jobs.store import JobStore
 
 
 def main() -> int:
     settings = get_settings()
     store = JobStore.from_url(settings.redis_url, settings.key_prefix, settings.job_ttl_s, timeout_s=3)
+    registry = WorkerRegistry(store.client, store.prefix)
     host = socket.gethostname()
     try:
-        alive = [w for w in store.workers() if w.get("host") == host]
+        alive = [w for w in registry.alive() if w.get("host") == host]
     except Exception as err:
         print(f"unhealthy: cannot read heartbeats from Redis: {err}", file=sys.stderr)
         return 1

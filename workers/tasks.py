@@ -13,22 +13,19 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import redis
 from celery import Task
 
-from ddpm.errors import Cancelled, DdpmError
-from ddpm.runs import RunDir
-from models.config import ConfigError
-from service.checkpoints import QUEUED_RUN, CheckpointRef
-from service.jobstore import CANCELLED, FAILED, FID, SAMPLE, SUCCEEDED, TASK_NAMES, TRAIN, JobStore
-from workers.app import app, job_store, settings, settle_run
+from jobs.records import CANCELLED, FID, SAMPLE, SUCCEEDED, TASK_NAMES, TRAIN
+from jobs.specs import CheckpointRef
+from jobs.store import JobStore
+from workers.app import app, job_store, settings
 from workers.batching import run_sampling
+from workers.outcomes import Outcome, outcome_of, record_outcome, settle_run
 from workers.progress import JobLease, JobReporter
 from workers.throughput import SAMPLE_PHASE, TRAIN_PHASE, SamplingMeter, Throughput
 
 log = logging.getLogger("workers")
 
-Outcome = dict[str, Any]  # the fields finish() writes: state, message, result, ...
 Handler = Callable[[dict[str, Any], JobReporter], Outcome]
 
 _stores: dict[int, JobStore] = {}
@@ -52,7 +49,7 @@ def run_job(task: Task, job_id: str, handler: Handler) -> None:
     if started not in ("running", "resumed"):
         log.info("job %s not run: it is %s", job_id, started)
         if started == "exhausted":  # failed just now: started too often already
-            settle_run(store.get(job_id) or {})
+            settle_run(settings.data_dir, store.get(job_id) or {})
         return
     job = store.get(job_id)
     assert job is not None
@@ -61,38 +58,10 @@ def run_job(task: Task, job_id: str, handler: Handler) -> None:
     with JobLease(store, job_id, token, settings.lease_s, settings.job_heartbeat_s):
         try:
             outcome = handler(job, reporter)
-        except Cancelled:
-            outcome = {"state": CANCELLED, "message": "cancelled"}
-        except (DdpmError, ConfigError) as err:  # the user's to fix: the message says how
-            outcome = {"state": FAILED, "message": "failed", "error": str(err)}
         except Exception as err:
-            log.exception("job %s crashed", job_id)
-            outcome = {
-                "state": FAILED,
-                "message": "failed",
-                "error": f"internal error in the worker ({type(err).__name__}: {err}); its log has the traceback",
-            }
-    if outcome["state"] == FAILED and job["kind"] == TRAIN:
-        _mark_queued_run(job["params"]["run_id"], FAILED, outcome.get("error"))
-    _finish(store, job_id, token, outcome)
-
-
-def _finish(store: JobStore, job_id: str, token: str, outcome: Outcome) -> None:
-    """Record the outcome, waiting out a Redis outage for up to a lease. If it never lands, the job's
-    lease lapses and it is re-queued; a finished run then completes at once from its last checkpoint."""
-    deadline = time.monotonic() + settings.lease_s
-    while True:
-        try:
-            if store.finish(job_id, token=token, **outcome):
-                log.info("job %s %s", job_id, outcome["state"])
-            else:
-                log.warning("job %s ended here (%s) but another worker owns it now", job_id, outcome["state"])
-            return
-        except redis.RedisError as err:
-            if time.monotonic() > deadline:
-                raise
-            log.warning("job %s: outcome not recorded yet (%s); retrying", job_id, err)
-            time.sleep(1.0)
+            outcome = outcome_of(err, job_id)
+    settle_run(settings.data_dir, job, outcome)
+    record_outcome(store, job_id, token, outcome, settings.lease_s)
 
 
 @app.task(name=TASK_NAMES[TRAIN], bind=True)
@@ -108,13 +77,6 @@ def sample_task(self: Task, job_id: str) -> None:
 @app.task(name=TASK_NAMES[FID], bind=True)
 def fid_task(self: Task, job_id: str) -> None:
     run_job(self, job_id, run_fid)
-
-
-def _mark_queued_run(run_id: str, status: str, error: str | None) -> None:
-    """A run that failed before the trainer wrote its record (e.g. dataset missing) says so."""
-    run = RunDir.of(settings.data_dir, run_id)
-    if run.exists() and run.read().get("status") == QUEUED_RUN:
-        run.update(status=status, error=error)
 
 
 def run_training(job: dict[str, Any], report: JobReporter) -> Outcome:

@@ -7,13 +7,13 @@ import anyio
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import PlainTextResponse
 
+from jobs.records import FID
+from jobs.settings import Settings
 from models import list_archs
 from service.checkpoints import resolve_checkpoint
 from service.deps import QueueDep, SettingsDep, StoreDep
 from service.errors import Unavailable
-from service.jobstore import FID
 from service.schemas import Accepted, FidRequest, iso, job_links
-from service.settings import Settings
 from service.submit import submit
 
 router = APIRouter(tags=["fid"])

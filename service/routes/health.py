@@ -8,6 +8,7 @@ import redis.exceptions
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from jobs.registry import WorkerRegistry
 from service.deps import SettingsDep, StoreDep
 from service.errors import redact, redis_unavailable_message
 
@@ -34,7 +35,7 @@ def readyz(settings: SettingsDep, store: StoreDep) -> JSONResponse:
     }
     try:
         store.client.ping()
-        body["workers"] = store.workers()
+        body["workers"] = WorkerRegistry(store.client, store.prefix).alive()
     except redis.exceptions.RedisError as err:
         detail = redis_unavailable_message(settings.redis_url, err)
         return JSONResponse({**body, "status": "redis_unavailable", "detail": detail}, status_code=503)

@@ -17,13 +17,13 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from ddpm.runs import RunDir
+from jobs.settings import Settings
 from models import list_archs
 from service import plots
 from service.checkpoints import existing_run
 from service.deps import SettingsDep
 from service.routes.fid import RESULTS_MODULE, result_rows
 from service.schemas import ArchName, RunId
-from service.settings import Settings
 
 router = APIRouter(tags=["plots"])
 

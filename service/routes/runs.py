@@ -5,9 +5,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from ddpm.runs import list_runs
+from jobs.store import JobStore
 from service.checkpoints import existing_run
 from service.deps import SettingsDep, StoreDep
-from service.jobstore import JobStore
 from service.schemas import iso
 
 router = APIRouter(tags=["runs"])

@@ -1,16 +1,15 @@
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from fastapi import APIRouter, Response
 
 from ddpm.limits import RESUMABLE_CHANGES
-from ddpm.runs import RunDir, new_run_id
-from service.checkpoints import QUEUED_RUN, existing_run
+from ddpm.runs import FAILED, QUEUED, RunDir, new_run_id, run_record
+from jobs.records import TRAIN
+from service.checkpoints import existing_run
 from service.deps import QueueDep, SettingsDep, StoreDep
 from service.errors import Conflict, Unavailable, invalid_field
-from service.jobstore import TRAIN
 from service.schemas import Accepted, TrainRequest, job_links
 from service.submit import submit
 
@@ -48,8 +47,8 @@ def create_training(
             before_publish=None if body.resume else lambda _: _write_queued_run(run, config),
         )
     except Unavailable:
-        if not body.resume and run.exists():
-            run.update(status="failed", error="the job queue did not accept the training job")
+        if not body.resume:
+            run.settle(FAILED, "the job queue did not accept the training job")
         raise
     if not created:
         raise Conflict(f"run {run.run_id!r} already has an active training job", job_id=job_id)
@@ -88,20 +87,4 @@ def _resumed_config(body: TrainRequest, record: dict[str, Any]) -> dict[str, Any
 
 def _write_queued_run(run: RunDir, config: dict[str, Any]) -> None:
     """A run.json in the engine's layout, so GET /runs and `ddpm runs` show the run before it starts."""
-    now = time.time()
-    run.write(
-        {
-            "run_id": run.run_id,
-            "arch": config["arch"],
-            "created": now,
-            "updated": now,
-            "status": QUEUED_RUN,
-            "device": None,
-            "train_config": config,
-            "model_config": None,
-            "total_steps": None,
-            "steps_per_epoch": None,
-            "step": 0,
-            "checkpoints": [],
-        }
-    )
+    run.write(run_record(run.run_id, config["arch"], config, QUEUED))

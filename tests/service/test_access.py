@@ -6,9 +6,9 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from jobs.settings import Settings
 from service.app import create_app
-from service.settings import Settings
-from tests.service.conftest import TINY_TRAIN, finished, wait_for
+from tests.stack import TINY_TRAIN, finished, wait_for
 
 
 def test_oversized_bodies_are_413_whether_or_not_they_declare_a_length(idle_settings: Settings) -> None:

@@ -21,9 +21,9 @@ from hypothesis import HealthCheck, settings  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
 from schemathesis.specs.openapi.checks import response_schema_conformance  # noqa: E402
 
+from jobs.settings import Settings  # noqa: E402
 from service.app import create_app  # noqa: E402
-from service.settings import Settings  # noqa: E402
-from tests.service.conftest import LOCAL_REDIS, _cleanup, _reachable  # noqa: E402
+from tests.stack import LOCAL_REDIS, _cleanup, _reachable  # noqa: E402
 
 # Module level, as schemathesis' parametrize needs the schema at collection time.
 REDIS_URL = os.environ.get("DDPM_TEST_REDIS_URL", LOCAL_REDIS)

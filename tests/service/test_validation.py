@@ -8,9 +8,9 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from jobs.settings import Settings
 from models import arch_names
-from service.settings import Settings
-from tests.service.conftest import TINY_TRAIN
+from tests.stack import TINY_TRAIN
 
 
 def _detail(response: Any) -> str:

@@ -13,8 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from jobs.settings import Settings
 from service.app import create_app
-from service.settings import Settings
 from tests.service.browser import (
     LAPTOP,
     PHONE,
@@ -26,7 +26,7 @@ from tests.service.browser import (
     skip_module_unless_chromium,
     wait_until,
 )
-from tests.service.conftest import TINY_TRAIN
+from tests.stack import TINY_TRAIN
 
 skip_module_unless_chromium()
 pytestmark = pytest.mark.usefixtures("worker")

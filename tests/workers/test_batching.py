@@ -19,11 +19,11 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
+from jobs.batching import BatchableJobs, batch_key
+from jobs.settings import Settings
+from jobs.specs import SampleSpec
 from service.app import create_app
-from service.batching import BatchableJobs, batch_key
-from service.samplecache import SampleSpec
-from service.settings import Settings
-from tests.service.conftest import TINY_TRAIN, finished, start_worker, stop_worker, wait_for
+from tests.stack import TINY_TRAIN, finished, start_worker, stop_worker, wait_for
 
 pytestmark = pytest.mark.usefixtures("worker")
 

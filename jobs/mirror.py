@@ -1,6 +1,6 @@
 """Job records mirrored on the data volume, so the job list survives Redis losing its data.
 
-Redis holds the live records (service/jobstore.py). The store also writes each record to
+Redis holds the live records (jobs/store.py). The store also writes each record to
 DATA_DIR/jobs/<id>.json (atomically) after every state change: created, started, cancel asked,
 re-queued, finished. Progress ticks are not copied: they are frequent, and a restored training resumes
 from its run's checkpoint, not from the step a record last showed.
@@ -32,11 +32,12 @@ from typing import Any
 import redis
 
 from ddpm.storage import atomic_write_json, read_json
-from service.jobstore import QUEUED, RUNNING, TERMINAL_STATES, JobStore
+from jobs.records import QUEUED, RUNNING, TERMINAL_STATES
+from jobs.store import JobStore
 
-log = logging.getLogger("service")
+log = logging.getLogger("jobs")
 
-JOB_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")  # service.jobstore.new_job_id
+JOB_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")  # jobs.records.new_job_id
 PRUNE_EVERY_S = 3600  # how often some worker deletes the files of expired records
 
 # publish(kind, job id, queue the job was sent to or None for the default)

@@ -1,4 +1,5 @@
-"""The content-addressed cache of sample grids on the data volume.
+"""What a job is about, as it crosses from the API to a worker: the checkpoint a request means, and the
+content-addressed cache of sample grids on the data volume.
 
 A grid is a pure function of (checkpoint identity, seed, n, nrow, sampler, steps, eta): the engine draws
 image i's noise from (seed, i) alone. The key hashes exactly those, after normalising equivalent
@@ -10,16 +11,38 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 from ddpm.limits import DDPM_STEPS, DEFAULT_DDIM_STEPS
+from ddpm.runs import RunDir
 from ddpm.settings import samples_dir
-from service.checkpoints import CheckpointRef
 
 KEY_LENGTH = 40  # hex digits of sha256 kept in file names: collisions stay out of reach
+
+
+@dataclass(frozen=True)
+class CheckpointRef:
+    """A kept checkpoint (runs/<run>/checkpoints/step-XXXXXXXX.safetensors). It is never rewritten once it
+    exists, so (run id, step, which weights) identifies its contents: the sample cache keys on it."""
+
+    arch: str
+    run_id: str
+    step: int
+    epoch: float | None
+    weights: str  # "ema" when the run keeps EMA weights (sampling prefers them), else "model"
+
+    def path(self, data_dir: Path) -> Path:
+        return RunDir.of(data_dir, self.run_id).checkpoint_path(self.step)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CheckpointRef:
+        return cls(**data)
 
 
 @dataclass(frozen=True)

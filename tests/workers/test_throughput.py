@@ -7,8 +7,8 @@ import uuid
 import pytest
 import redis
 
-from service import telemetry
-from service.settings import Settings
+from jobs import telemetry
+from jobs.settings import Settings
 from workers.throughput import SAMPLE_PHASE, RateWindow, SamplingMeter, Throughput
 
 

@@ -5,7 +5,7 @@ training of a few seconds outlives both. The Redis is private (a redis-server of
 short visibility timeout makes every worker on a Redis re-deliver *any* unacked message older than it,
 other sessions' included, and because the tests stop it, restart it and wipe it.
 
-The workers import tests/service/worker_killer.py (`-- --include`): a run whose id starts with
+The workers import tests/workers/worker_killer.py (`-- --include`): a run whose id starts with
 KILLER_RUN_PREFIX kills its pool process with SIGKILL at its second step, every time it starts.
 """
 
@@ -27,11 +27,11 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
+from jobs.settings import Settings
 from service.app import create_app
 from service.embedded_redis import EmbeddedRedis
-from service.settings import Settings
-from tests.service.conftest import TINY_TRAIN, finished, start_worker, stop_worker, wait_for
-from tests.service.worker_killer import KILLER_RUN_PREFIX
+from tests.stack import TINY_TRAIN, finished, start_worker, stop_worker, wait_for
+from tests.workers.worker_killer import KILLER_RUN_PREFIX
 
 FAST_LEASES = {
     "DDPM_LEASE_S": "2",
@@ -83,7 +83,7 @@ def workers(rel_settings: Settings, tmp_path_factory: pytest.TempPathFactory) ->
                 rel_settings,
                 name,
                 folder / f"{name}.log",
-                celery_args=["--include", "tests.service.worker_killer"],
+                celery_args=["--include", "tests.workers.worker_killer"],
                 **FAST_LEASES,
             ),
             names,

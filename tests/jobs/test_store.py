@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from service.jobstore import JobStore
-from service.settings import Settings
+from jobs.settings import Settings
+from jobs.store import JobStore
 from workers.progress import JobReporter
 
 

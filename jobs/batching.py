@@ -19,7 +19,7 @@ import json
 
 import redis
 
-from service.samplecache import KEY_LENGTH, SampleSpec
+from jobs.specs import KEY_LENGTH, SampleSpec
 
 # A queued job is normally claimed (or run by its own message) within seconds; the list outlives that
 # by far, and expires once nobody adds to it.

@@ -1,7 +1,7 @@
 """Job records copied to the volume at each state change, and put back when Redis has lost them.
 
 Real Redis, one key prefix per test; "Redis lost its data" is played by deleting every key of that
-prefix. tests/service/test_reliability.py flushes a whole private Redis under running workers.
+prefix. tests/workers/test_reliability.py flushes a whole private Redis under running workers.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import redis
 from fastapi.testclient import TestClient
 
 from ddpm.cli import main as ddpm_main
+from jobs.mirror import JobMirror, prune_expired, restore_if_lost, restore_jobs
+from jobs.settings import Settings
+from jobs.store import JobStore
 from service.app import create_app
-from service.jobmirror import JobMirror, prune_expired, restore_if_lost, restore_jobs
-from service.jobstore import JobStore
-from service.settings import Settings
 
 TTL_S = 600
 

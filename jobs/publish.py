@@ -1,4 +1,6 @@
-"""Enqueueing by task name: the API holds a bare Celery client and never imports the worker code."""
+"""Publishing a job's message by task name. The API and the workers (re-queueing a job whose worker was
+lost, restoring records) both publish through `publish()`; neither imports the other's code.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +8,8 @@ from typing import Any
 
 from celery import Celery
 
-from service.jobstore import TASK_NAMES
-from service.settings import Settings
+from jobs.records import TASK_NAMES
+from jobs.settings import Settings
 
 
 def broker_options(settings: Settings) -> dict[str, Any]:
@@ -25,7 +27,14 @@ def broker_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+def publish(celery: Celery, kind: str, job_id: str, queue: str) -> None:
+    """Send a job's message; the Celery task id is the job id, so worker logs name the job."""
+    celery.send_task(TASK_NAMES[kind], args=[job_id], queue=queue, task_id=job_id, ignore_result=True)
+
+
 class JobQueue:
+    """A bare Celery client for processes that publish but run no tasks (the API, `ddpm jobs rebuild`)."""
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.celery = Celery("ddpm-api", broker=settings.redis_url, set_as_current=False)
@@ -42,12 +51,5 @@ class JobQueue:
         )
 
     def enqueue(self, kind: str, job_id: str, queue: str | None = None) -> None:
-        """Publish the job (to `queue`, default this API's); the Celery task id is the job id, so
-        worker logs name the job."""
-        self.celery.send_task(
-            TASK_NAMES[kind],
-            args=[job_id],
-            queue=queue or self.settings.queue,
-            task_id=job_id,
-            ignore_result=True,
-        )
+        """Publish the job to `queue`, default this process's."""
+        publish(self.celery, kind, job_id, queue or self.settings.queue)

@@ -1,6 +1,6 @@
 """Test-only: training jobs whose run id starts with KILLER_RUN_PREFIX kill their own pool process.
 
-The reliability tests start their workers with `ddpm worker -- --include tests.service.worker_killer`,
+The reliability tests start their workers with `ddpm worker -- --include tests.workers.worker_killer`,
 so this module is imported in the worker before its pool forks; no deployed worker imports it, and
 nothing in the API can make one do so. A run that dies like this on every attempt plays a job that
 runs out of memory each time it starts: SIGKILL, no exception, no cleanup.
