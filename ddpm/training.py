@@ -21,7 +21,7 @@ from ddpm.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
 from ddpm.data import check_dataset_name, epoch_order, load_dataset, to_model_range
 from ddpm.device import resolve_device
 from ddpm.errors import Cancelled, CheckpointError, InvalidOption
-from ddpm.fastpath import prepare_for_training, to_layout, training_path
+from ddpm.fastpath import FastPath, prepare_for_training, to_layout, training_path
 from ddpm.limits import (
     MAX_BATCH,
     MAX_EPOCHS,
@@ -41,10 +41,9 @@ from ddpm.runs import (
     new_run_id,
     run_record,
 )
-from ddpm.schedule import SCHEDULE_KINDS, make_schedule
+from ddpm.schedule import SCHEDULE_KINDS, NoiseSchedule, make_schedule
 from ddpm.seeding import STREAM_TRAINING, derive_seed
 
-# Limits shared with the API's validation (service/ mirrors these numbers without importing torch).
 # loss.csv is read while training runs (GET /runs/{id}/loss.png): its rows reach the disk at least this
 # often, besides every epoch end.
 LOSS_FLUSH_S = 5.0
@@ -183,6 +182,70 @@ class _Ema:
                 self.shadow[name].copy_(value)
 
 
+@dataclass
+class _Parts:
+    """What one training is made of, built once per process (Trainer._build)."""
+
+    images: torch.Tensor  # uint8 (N, C, H, W), the whole data set in memory
+    flip: bool
+    steps_per_epoch: int
+    total_steps: int
+    model_config: dict[str, Any]
+    model: torch.nn.Module
+    fast: FastPath
+    device: torch.device
+    optimizer: torch.optim.Optimizer
+    ema: _Ema | None
+    generator: torch.Generator  # every random draw of training: flips, timesteps, noise
+    schedule: NoiseSchedule
+
+
+class _Batches:
+    """The batch of each step: one permutation per epoch (a pure function of (seed, epoch)); flips,
+    timesteps and noise from the training generator, in that order, so a resumed run draws the same."""
+
+    def __init__(self, parts: _Parts, config: TrainConfig) -> None:
+        self.parts, self.seed, self.batch_size = parts, config.seed, config.batch_size
+        self.order, self.order_epoch = torch.empty(0, dtype=torch.long), -1
+
+    def draw(self, step: int) -> tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(epoch, x0, t, eps) for the step, on the CPU."""
+        parts = self.parts
+        epoch, index = divmod(step, parts.steps_per_epoch)
+        if self.order_epoch != epoch:
+            self.order, self.order_epoch = epoch_order(len(parts.images), self.seed, epoch), epoch
+        batch = parts.images[self.order[index * self.batch_size : (index + 1) * self.batch_size]]
+        x0 = to_model_range(batch)
+        if parts.flip:
+            flips = torch.rand(x0.shape[0], generator=parts.generator) < 0.5
+            x0 = torch.where(flips[:, None, None, None], x0.flip(-1), x0)
+        t = torch.randint(0, parts.schedule.timesteps, (x0.shape[0],), generator=parts.generator)
+        eps = torch.randn(x0.shape, generator=parts.generator)
+        return epoch, x0, t, eps
+
+
+class _StepClock:
+    """Seconds since this process started training, and the ETA from its step rate. The first step
+    (allocation, kernel selection) is slow, so the rate is timed from its end."""
+
+    def __init__(self, start_step: int) -> None:
+        self.started = time.monotonic()
+        self.start_step = start_step
+        self.first_step_done = 0.0
+        self.elapsed = 0.0
+
+    def tick(self, step: int) -> float:
+        self.elapsed = time.monotonic() - self.started
+        if step == self.start_step + 1:
+            self.first_step_done = self.elapsed
+        return self.elapsed
+
+    def eta(self, step: int, total_steps: int) -> float | None:
+        timed = self.elapsed - self.first_step_done
+        rate = (step - self.start_step - 1) / timed if timed > 0 else 0.0
+        return (total_steps - step) / rate if rate > 0 else (0.0 if step == total_steps else None)
+
+
 class Trainer:
     """One training run in one run directory; `run()` trains until done, cancelled or max_steps."""
 
@@ -221,17 +284,70 @@ class Trainer:
             raise
 
     def _train(self, resume: bool) -> TrainResult:
+        parts = self._build()
+        step, checkpoints = self._restore(parts, resume)
+        self._write_record(
+            parts.model_config, parts.total_steps, parts.steps_per_epoch, step, checkpoints, RUNNING
+        )
+        self._truncate_loss_history(step)
+        batches = _Batches(parts, self.config)
+        clock = _StepClock(step)
+        parts.model.train()
+        loss_file = self.run.loss_path.open("a", buffering=1 << 16)
+        loss_flushed = 0.0
+        loss_value: float | None = None
+        status = SUCCEEDED
+        try:
+            while step < parts.total_steps:
+                if self.hooks.should_stop():
+                    status = CANCELLED
+                    break
+                epoch, x0, t, eps = batches.draw(step)
+                loss_value = self._step(parts, x0, t, eps)
+                step += 1
+                elapsed = clock.tick(step)
+                loss_file.write(f"{step},{epoch},{loss_value:.6g},{self.config.lr:.6g},{elapsed:.3f}\n")
+                progress = TrainProgress(
+                    run_id=self.run.run_id,
+                    step=step,
+                    total_steps=parts.total_steps,
+                    epoch=step // parts.steps_per_epoch,
+                    loss=loss_value,
+                    lr=self.config.lr,
+                    elapsed=elapsed,
+                    eta=clock.eta(step, parts.total_steps),
+                )
+                for hook in self.hooks.on_progress:
+                    hook(progress)
+                epoch_done = step % parts.steps_per_epoch == 0
+                keep = step == parts.total_steps or (
+                    epoch_done and (step // parts.steps_per_epoch) % self.config.checkpoint_every == 0
+                )
+                if epoch_done or keep or elapsed - loss_flushed >= LOSS_FLUSH_S:
+                    loss_file.flush()
+                    loss_flushed = elapsed
+                if epoch_done or keep:
+                    self._save(parts, step, checkpoints, keep)
+        except Cancelled:
+            status = CANCELLED
+        finally:
+            loss_file.close()
+        if status == CANCELLED and step > 0 and not self._latest_is_at(step):
+            # Keep the last completed step so a cancelled run can be resumed or sampled.
+            self._save(parts, step, checkpoints, keep=True)
+        self.run.update(status=status, step=step, checkpoints=checkpoints)
+        return TrainResult(self.run.run_id, status, step, parts.total_steps, checkpoints, loss_value)
+
+    def _build(self) -> _Parts:
+        """The data, a seeded network on the device's fast path, its optimiser, EMA, generator, schedule."""
         from models import arch_config, build_from_config
 
         cfg = self.config
         data = load_dataset(cfg.dataset, self.data_dir, cfg.image_size)
-        flip = data.default_flip if cfg.flip is None else cfg.flip
-        images = data.images
         steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
         total_steps = cfg.epochs * steps_per_epoch
         if cfg.max_steps is not None:
             total_steps = min(total_steps, cfg.max_steps)
-
         model_config = arch_config(cfg.arch, **cfg.model_options())
         with torch.random.fork_rng(devices=[]):  # seeded weight init without touching the caller's RNG
             torch.manual_seed(derive_seed(cfg.seed, STREAM_TRAINING, 0))
@@ -239,109 +355,53 @@ class Trainer:
         # The device's fast path (channels-last): same math, checkpoints stay contiguous.
         fast = training_path(self.device)
         model = prepare_for_training(model, fast)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        ema = _Ema(model, cfg.ema_decay) if cfg.ema else None
-        generator = torch.Generator().manual_seed(derive_seed(cfg.seed, STREAM_TRAINING, 1))
-        schedule = make_schedule(cfg.schedule)
+        return _Parts(
+            images=data.images,
+            flip=data.default_flip if cfg.flip is None else cfg.flip,
+            steps_per_epoch=steps_per_epoch,
+            total_steps=total_steps,
+            model_config=model_config.to_dict(),
+            model=model,
+            fast=fast,
+            device=self.device,
+            optimizer=torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay),
+            ema=_Ema(model, cfg.ema_decay) if cfg.ema else None,
+            generator=torch.Generator().manual_seed(derive_seed(cfg.seed, STREAM_TRAINING, 1)),
+            schedule=make_schedule(cfg.schedule),
+        )
 
-        step = 0
-        checkpoints: list[dict[str, Any]] = []
+    def _restore(self, parts: _Parts, resume: bool) -> tuple[int, list[dict[str, Any]]]:
+        """(step, kept checkpoints) to start from: the newest loadable checkpoint's state when resuming,
+        else a fresh, seeded start."""
         state = self._newest_loadable_state() if resume else None
-        if state is not None:
-            self._check_resumable(state)
-            model.load_state_dict(state.model)
-            if state.optimizer is None:
-                raise CheckpointError(
-                    f"checkpoint at step {state.step} has no optimizer state to resume from"
-                )
-            optimizer.load_state_dict(state.optimizer)
-            if ema is not None:
-                ema.shadow = {k: v.to(self.device) for k, v in state.ema.items()}
-            generator.set_state(state.rng["generator"])
-            _restore_global_rng(state.rng, self.device)
-            step = state.step
-            checkpoints = self.run.read().get("checkpoints", [])
-            checkpoints = [c for c in checkpoints if c["step"] <= step]
-        else:
+        if state is None:
             self.run.path.mkdir(parents=True, exist_ok=True)
             # torch's global generators drive dropout: seed them so a fresh run is reproducible too.
-            torch.manual_seed(derive_seed(cfg.seed, STREAM_TRAINING, 2))
-        self._write_record(model_config.to_dict(), total_steps, steps_per_epoch, step, checkpoints, RUNNING)
-        self._truncate_loss_history(step)
+            torch.manual_seed(derive_seed(self.config.seed, STREAM_TRAINING, 2))
+            return 0, []
+        self._check_resumable(state)
+        parts.model.load_state_dict(state.model)
+        if state.optimizer is None:
+            raise CheckpointError(f"checkpoint at step {state.step} has no optimizer state to resume from")
+        parts.optimizer.load_state_dict(state.optimizer)
+        if parts.ema is not None:
+            parts.ema.shadow = {k: v.to(self.device) for k, v in state.ema.items()}
+        parts.generator.set_state(state.rng["generator"])
+        _restore_global_rng(state.rng, self.device)
+        checkpoints = [c for c in self.run.read().get("checkpoints", []) if c["step"] <= state.step]
+        return state.step, checkpoints
 
-        model.train()
-        loss_file = self.run.loss_path.open("a", buffering=1 << 16)
-        started = time.monotonic()
-        start_step = step
-        first_step_done = 0.0
-        loss_flushed = 0.0
-        loss_value: float | None = None
-        order, order_epoch = torch.empty(0, dtype=torch.long), -1
-        status = SUCCEEDED
-        try:
-            while step < total_steps:
-                if self.hooks.should_stop():
-                    status = CANCELLED
-                    break
-                epoch, index = divmod(step, steps_per_epoch)
-                if order_epoch != epoch:  # one permutation per epoch, a pure function of (seed, epoch)
-                    order, order_epoch = epoch_order(len(data), cfg.seed, epoch), epoch
-                batch = images[order[index * cfg.batch_size : (index + 1) * cfg.batch_size]]
-                x0 = to_model_range(batch)
-                if flip:
-                    flips = torch.rand(x0.shape[0], generator=generator) < 0.5
-                    x0 = torch.where(flips[:, None, None, None], x0.flip(-1), x0)
-                t = torch.randint(0, schedule.timesteps, (x0.shape[0],), generator=generator)
-                eps = torch.randn(x0.shape, generator=generator)
-                x0, eps = (to_layout(v.to(self.device), fast) for v in (x0, eps))
-                loss = schedule.loss(model, x0, t.to(self.device), eps)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                if ema is not None:
-                    ema.update(model)
-                step += 1
-                loss_value = loss.item()
-                elapsed = time.monotonic() - started
-                loss_file.write(f"{step},{epoch},{loss_value:.6g},{cfg.lr:.6g},{elapsed:.3f}\n")
-                # The first step (allocation, kernel selection) is slow: time the rate from its end.
-                if step == start_step + 1:
-                    first_step_done = elapsed
-                rate = (
-                    (step - start_step - 1) / (elapsed - first_step_done)
-                    if elapsed > first_step_done
-                    else 0.0
-                )
-                progress = TrainProgress(
-                    run_id=self.run.run_id,
-                    step=step,
-                    total_steps=total_steps,
-                    epoch=step // steps_per_epoch,
-                    loss=loss_value,
-                    lr=cfg.lr,
-                    elapsed=elapsed,
-                    eta=(total_steps - step) / rate if rate > 0 else (0.0 if step == total_steps else None),
-                )
-                for hook in self.hooks.on_progress:
-                    hook(progress)
-                epoch_done = step % steps_per_epoch == 0
-                keep = step == total_steps or (
-                    epoch_done and (step // steps_per_epoch) % cfg.checkpoint_every == 0
-                )
-                if epoch_done or keep or elapsed - loss_flushed >= LOSS_FLUSH_S:
-                    loss_file.flush()
-                    loss_flushed = elapsed
-                if epoch_done or keep:
-                    self._save(model, optimizer, ema, generator, step, steps_per_epoch, checkpoints, keep)
-        except Cancelled:
-            status = CANCELLED
-        finally:
-            loss_file.close()
-        if status == CANCELLED and step > 0 and not self._latest_is_at(step):
-            # Keep the last completed step so a cancelled run can be resumed or sampled.
-            self._save(model, optimizer, ema, generator, step, steps_per_epoch, checkpoints, keep=True)
-        self.run.update(status=status, step=step, checkpoints=checkpoints)
-        return TrainResult(self.run.run_id, status, step, total_steps, checkpoints, loss_value)
+    @staticmethod
+    def _step(parts: _Parts, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> float:
+        """One optimiser step on a drawn batch (CPU tensors); the loss before the step."""
+        x0, eps = (to_layout(v.to(parts.device), parts.fast) for v in (x0, eps))
+        loss = parts.schedule.loss(parts.model, x0, t.to(parts.device), eps)
+        parts.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        parts.optimizer.step()
+        if parts.ema is not None:
+            parts.ema.update(parts.model)
+        return loss.item()
 
     def _newest_loadable_state(self) -> Checkpoint | None:
         """The newest checkpoint that loads: latest, else kept ones newest first (a corrupt or truncated
@@ -420,32 +480,22 @@ class Trainer:
         kept = [lines[0]] + [line for line in lines[1:] if line and int(line.split(",", 1)[0]) <= step]
         path.write_text("\n".join(kept) + "\n")
 
-    def _save(
-        self,
-        model: torch.nn.Module,
-        optimizer: torch.optim.Optimizer,
-        ema: _Ema | None,
-        generator: torch.Generator,
-        step: int,
-        steps_per_epoch: int,
-        checkpoints: list[dict[str, Any]],
-        keep: bool,
-    ) -> None:
+    def _save(self, parts: _Parts, step: int, checkpoints: list[dict[str, Any]], keep: bool) -> None:
         meta = {
             "run_id": self.run.run_id,
             "arch": self.config.arch,
-            "model_config": model.config.to_dict(),
+            "model_config": parts.model_config,
             "train_config": self.config.to_dict(),
             "step": step,
-            "epoch": step / steps_per_epoch,
+            "epoch": step / parts.steps_per_epoch,
             "time": time.time(),
         }
         checkpoint = Checkpoint(
             meta=meta,
-            model=model.state_dict(),
-            ema=ema.shadow if ema is not None else {},
-            optimizer=optimizer.state_dict(),
-            rng={"generator": generator.get_state(), **_global_rng(self.device)},
+            model=parts.model.state_dict(),
+            ema=parts.ema.shadow if parts.ema is not None else {},
+            optimizer=parts.optimizer.state_dict(),
+            rng={"generator": parts.generator.get_state(), **_global_rng(self.device)},
         )
         # Kept checkpoint first, then latest: a crash between the two still resumes from a step <= kept.
         if keep:

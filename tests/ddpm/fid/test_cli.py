@@ -10,7 +10,7 @@ import torch
 from ddpm.cli import main
 from ddpm.fid.reference import load_npz
 from ddpm.fid.weights import weights_path
-from tests.fid.conftest import write_pngs
+from tests.ddpm.fid.conftest import write_pngs
 
 
 def test_fid_weights_prints_the_path(torch_home: Path, capsys: pytest.CaptureFixture) -> None:

@@ -21,7 +21,7 @@ from ddpm.fid.features import feature_statistics, inception_features
 from ddpm.fid.reference import dataset_reference, load_npz, reference_path
 from ddpm.fid.results import results_dir
 from ddpm.sampling import sample_checkpoint
-from tests.fid.conftest import write_pngs
+from tests.ddpm.fid.conftest import write_pngs
 
 SWEEP = [4, 8]  # tiny: Inception and a 2048x2048 sqrtm per N are slow on two CPU cores
 SAMPLING = {"seed": 3, "sampler": "ddim", "steps": 2}

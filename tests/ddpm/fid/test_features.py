@@ -11,7 +11,7 @@ from pytorch_fid.fid_score import get_activations
 
 from ddpm.errors import InvalidOption
 from ddpm.fid.features import as_rgb_uint8, feature_statistics, inception_features
-from tests.fid.conftest import write_pngs
+from tests.ddpm.fid.conftest import write_pngs
 
 COUNT = 6  # Inception at 299x299 runs a few images/s on two CPU cores
 
