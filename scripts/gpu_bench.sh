@@ -4,7 +4,7 @@
 #   scripts/gpu_bench.sh                 # on a CUDA machine: the tables below, ~5-8 minutes on an H200
 #   DEVICE=cpu QUICK=1 scripts/gpu_bench.sh   # the same steps at toy sizes on CPU (tests/ddpm/test_bench.py)
 #
-# Needs only torch, numpy, pillow and safetensors (python -m ddpm.bench_cli, not the service's
+# Needs only torch, numpy, pillow and safetensors (python -m ddpm.bench.cli, not the service's
 # dependencies), so it runs on a GPU image's own python. Output: $OUT (default ./bench-gpu), one .txt
 # and one .json per step.
 set -uo pipefail
@@ -25,7 +25,7 @@ failed=0
 step() {  # step NAME ARGS...: run one bench, keep its table and rows, remember a failure, go on
   local name=$1; shift
   echo "== $name: $*"
-  timeout "${STEP_TIMEOUT:-900}" "$PYTHON" -m ddpm.bench_cli --device "$DEVICE" "${SIZE[@]}" "$@" \
+  timeout "${STEP_TIMEOUT:-900}" "$PYTHON" -m ddpm.bench.cli --device "$DEVICE" "${SIZE[@]}" "$@" \
     --json "$OUT/$name.json" 2>&1 | tee "$OUT/$name.txt" || failed=1
 }
 

@@ -1,6 +1,6 @@
 """The FastAPI app: `uvicorn service.app:app`, or `ddpm serve` for API + worker + Redis in one command.
 
-This module imports no torch (tests/service/test_torch_free.py checks it in a fresh interpreter).
+This module imports no torch (tests/service/test_isolation.py and tests/test_layers.py check it in a fresh interpreter).
 """
 
 from __future__ import annotations

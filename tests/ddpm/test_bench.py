@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import models
-from ddpm.bench import forward_flops, train_flops
+from ddpm.bench.measure import forward_flops, train_flops
 from ddpm.cli import main
 from tests.conftest import TINY_WIDTH
 

@@ -13,7 +13,7 @@ import shlex
 import subprocess
 from pathlib import Path
 
-from ddpm.bench_cli import register
+from ddpm.bench.cli import register
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "gpu_bench.sh"
 QUICK = {"ARCHS": "pure_unet,convnext", "BIG": "8", "COMPILED": "pure_unet", "COMPILE_BATCHES": "4"}

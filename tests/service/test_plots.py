@@ -17,7 +17,7 @@ from ddpm.runs import LOSS_HEADER, RunDir
 from jobs.settings import Settings
 from service import plots
 from service.app import create_app
-from service.routes.plots import fid_curves, report_figures
+from service.figures import fid_curves, report_figures
 
 RAW_BLUE = (31, 119, 180)  # matplotlib's C0, the loss curve's colour
 SECOND_ORANGE = (255, 127, 14)  # C1: the second run compared

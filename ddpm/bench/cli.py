@@ -1,4 +1,4 @@
-"""`ddpm bench`: the speed table of docs/performance.md (see ddpm/bench.py for the method)."""
+"""`ddpm bench`: the speed table of docs/performance.md (see ddpm/bench/measure.py for the method)."""
 
 from __future__ import annotations
 
@@ -69,7 +69,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     import torch
 
     import models
-    from ddpm import bench
+    from ddpm.bench import measure, report
+    from ddpm.bench.sampler_ratio import format_sampler_ratio, sampler_ratio
     from ddpm.device import resolve_device
     from ddpm.errors import InvalidOption
     from ddpm.fastpath import FastPath, sampling_path, training_path
@@ -95,7 +96,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             compile=args.compile,
             cuda_graphs=args.cuda_graphs and cuda and mode == "sample",
         )
-    yardstick = bench.MatmulYardstick(device)
+    yardstick = measure.MatmulYardstick(device)
     print(
         f"device {device}, {torch.get_num_threads()} threads, yardstick {yardstick.size}^2 "
         f"{str(yardstick.dtype).removeprefix('torch.')} product by {yardstick.kernel_name} ("
@@ -107,7 +108,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     failures = []
     for arch in archs:
         started = time.perf_counter()
-        arch_rows = bench.bench_arch(
+        arch_rows = measure.bench_arch(
             arch,
             batches,
             modes,
@@ -120,33 +121,33 @@ def cmd_bench(args: argparse.Namespace) -> int:
             compare_eager=not args.fast_only,
         )
         rows.extend(arch_rows)
-        print(bench.format_table(arch_rows).split("\n", 2)[2], f"  ({time.perf_counter() - started:.0f} s)")
+        print(report.format_table(arch_rows).split("\n", 2)[2], f"  ({time.perf_counter() - started:.0f} s)")
         for row in arch_rows:
             if row.max_rel_error is not None and row.max_rel_error > _tolerance(fast[row.mode]):
                 failures.append(
                     f"{row.arch} {row.mode} batch {row.batch}: rel. error {row.max_rel_error:.1e}"
                 )
         if args.check_batch_invariance and "sample" in modes:
-            invariant = bench.batch_invariant(arch, fast["sample"], device, args.width, args.image_size)
+            invariant = measure.batch_invariant(arch, fast["sample"], device, args.width, args.image_size)
             print(f"  {arch}: batch 8 rows {'equal' if invariant else 'DIFFER FROM'} batch 80 rows")
             if not invariant:
                 failures.append(f"{arch}: images depend on the batch they are computed in")
     print()
-    print(bench.format_table(rows))
+    print(report.format_table(rows))
     print()
     print("fraction of the yardstick rate, eager -> fast path:")
-    print(bench.format_summary(rows))
+    print(report.format_summary(rows))
     if args.estimates:
         print()
-        print(bench.format_estimates(rows))
+        print(report.format_estimates(rows))
     ratio = (
-        bench.sampler_ratio(device, fast["sample"], args.ratio_width, args.ratio_batch)
+        sampler_ratio(device, fast["sample"], args.ratio_width, args.ratio_batch)
         if args.sampler_ratio
         else None
     )
     if ratio is not None:
         print()
-        print(bench.format_sampler_ratio(ratio))
+        print(format_sampler_ratio(ratio))
     if args.json:
         payload = {
             "device": str(device),
@@ -163,12 +164,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m ddpm.bench_cli ...`: the bench alone, for machines with torch but not the service's
+    """`python -m ddpm.bench.cli ...`: the bench alone, for machines with torch but not the service's
     dependencies (the GPU script uses it)."""
     from ddpm.errors import DdpmError
     from models.config import ConfigError
 
-    parser = argparse.ArgumentParser(prog="python -m ddpm.bench_cli")
+    parser = argparse.ArgumentParser(prog="python -m ddpm.bench.cli")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["bench", *(sys.argv[1:] if argv is None else argv)])
     try:
@@ -179,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _tolerance(fast: FastPath) -> float:
-    from ddpm.bench import EQUALITY_TOLERANCE
+    from ddpm.bench.measure import EQUALITY_TOLERANCE
 
     # bf16 changes the arithmetic on purpose (8-bit mantissa): its error is reported and only checked
     # against a sanity bound that catches a wrong result, not rounding.

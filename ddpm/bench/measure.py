@@ -16,7 +16,7 @@ import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +34,8 @@ from ddpm.fastpath import (
     prepare_for_training,
     to_layout,
 )
+from ddpm.limits import SCHEDULE_STEPS
 
-CIFAR_IMAGES = 50_000
-REPORT_EPOCHS = 100
-REPORT_BATCH = 128
-REPORT_FID_SAMPLES = 4096
-REPORT_STEPS = 1000
 EQUALITY_TOLERANCE = 1e-4  # relative error of the fast path against the eager reference, fp32
 
 
@@ -70,16 +66,6 @@ class Row:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass
-class BenchResult:
-    device: str
-    threads: int
-    dtype: str
-    matmul_size: int
-    rows: list[Row] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
 
 
 class MatmulYardstick:
@@ -119,11 +105,11 @@ class MatmulYardstick:
         return self._time(self._kernel)
 
     def _time(self, kernel: Callable[[], Any]) -> float:
-        _sync(self.device)
+        sync_device(self.device)
         start = time.perf_counter()
         for _ in range(self.repeats):
             kernel()
-        _sync(self.device)
+        sync_device(self.device)
         return 2 * self.size**3 * self.repeats / (time.perf_counter() - start)
 
 
@@ -132,10 +118,10 @@ def paired(call: Callable[[], Any], flops: float, yardstick: MatmulYardstick, pa
     times, rates, fractions = [], [], []
     for _ in range(pairs):
         rate = yardstick.measure()
-        _sync(yardstick.device)
+        sync_device(yardstick.device)
         start = time.perf_counter()
         call()
-        _sync(yardstick.device)
+        sync_device(yardstick.device)
         elapsed = time.perf_counter() - start
         times.append(elapsed)
         rates.append(rate)
@@ -207,7 +193,7 @@ def bench_arch(
                 else:
                     call, output = _training_call(model, path, batch, image_shape, device)
                     work = batch  # images per step
-                _sync(device)
+                sync_device(device)
                 started = time.perf_counter()
                 outputs.append(output())  # the first call: compile and graph capture happen here
                 first_call_s = time.perf_counter() - started
@@ -242,7 +228,7 @@ def _inputs(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(1)
     x = torch.randn((batch, *image_shape), generator=generator)
-    t = torch.randint(0, REPORT_STEPS, (batch,), generator=generator)
+    t = torch.randint(0, SCHEDULE_STEPS, (batch,), generator=generator)
     return x.to(device), t.to(device)
 
 
@@ -332,7 +318,7 @@ def _status_kib(status: Path, key: str) -> int:
     raise RuntimeError(f"{key} not in {status}")
 
 
-def _sync(device: torch.device) -> None:
+def sync_device(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -350,128 +336,3 @@ def batch_invariant(
     x, t = _inputs(80, (model.config.in_channels, image_size, image_size), device)
     with torch.inference_mode():
         return bool(torch.equal(runner(x, t)[:8], runner(x[:8], t[:8])))
-
-
-# --- estimates for the report's workloads --------------------------------------------------------------
-
-
-def training_hours(images_per_s: float, epochs: int = REPORT_EPOCHS) -> float:
-    return CIFAR_IMAGES * epochs / images_per_s / 3600
-
-
-def fid_sampling_hours(image_steps_per_s: float, samples: int = REPORT_FID_SAMPLES) -> float:
-    """DDPM-1000 sampling of the FID set (Inception scoring is minutes on a GPU and not included)."""
-    return samples * REPORT_STEPS / image_steps_per_s / 3600
-
-
-# --- output ------------------------------------------------------------------------------------------
-
-
-def format_table(rows: Sequence[Row]) -> str:
-    header = (
-        "| arch | mode | batch | path | s/call | throughput | GFLOP/img | GFLOP/s | matmul GFLOP/s "
-        "| fraction | peak MiB | first call s | rel. err |"
-    )
-    lines = [header, "|" + "---|" * 13]
-    for row in rows:
-        unit = "img-steps/s" if row.mode == "sample" else "img/s"
-        peak = "-" if row.peak_mb is None else f"{row.peak_mb:,.0f}"
-        error = "-" if row.max_rel_error is None else f"{row.max_rel_error:.1e}"
-        lines.append(
-            f"| {row.arch} | {row.mode} | {row.batch} | {row.path} | {row.seconds:.4f} "
-            f"| {row.throughput:,.1f} {unit} | {row.gflop_per_image:.2f} | {row.gflops:,.1f} "
-            f"| {row.matmul_gflops:,.0f} | {row.fraction:.2f} | {peak} | {row.first_call_s:.2f} | {error} |"
-        )
-    return "\n".join(lines)
-
-
-def format_summary(rows: Sequence[Row]) -> str:
-    """One line per arch: the fraction of the yardstick rate per (mode, batch), eager -> fast path,
-    with the fast path's throughput and largest relative error against eager."""
-    columns = sorted({(r.mode, r.batch) for r in rows}, key=lambda c: (c[0] != "sample", c[1]))
-    header = (
-        "| arch | GFLOP/img-step | GFLOP/img trained | "
-        + " | ".join(f"{m} b{b}" for m, b in columns)
-        + " | max rel. err |"
-    )
-    lines = [header, "|---|---:|---:|" + "---:|" * len(columns) + "---:|"]
-    for arch in dict.fromkeys(r.arch for r in rows):
-        mine = [r for r in rows if r.arch == arch]
-        cells = []
-        for mode, batch in columns:
-            pair = [r for r in mine if (r.mode, r.batch) == (mode, batch)]
-            eager = next((r for r in pair if r.path == "eager"), None)
-            fast = next((r for r in pair if r.path != "eager"), None)
-            unit = "img-steps/s" if mode == "sample" else "img/s"
-            if eager and fast:
-                cells.append(f"{eager.fraction:.2f} -> {fast.fraction:.2f} ({fast.throughput:,.1f} {unit})")
-            elif pair:
-                cells.append(f"{pair[0].fraction:.2f} ({pair[0].throughput:,.1f} {unit})")
-            else:
-                cells.append("-")
-        errors = [r.max_rel_error for r in mine if r.max_rel_error is not None]
-        # The yardstick of each mode this run measured (a count, never derived from the other mode's).
-        counts = {r.mode: f"{r.gflop_per_image:.2f}" for r in mine}
-        error = f"{max(errors):.1e}" if errors else "-"
-        lines.append(
-            f"| {arch} | {counts.get('sample', '-')} | {counts.get('train', '-')} | "
-            + " | ".join(cells)
-            + f" | {error} |"
-        )
-    return "\n".join(lines)
-
-
-def format_estimates(rows: Sequence[Row]) -> str:
-    """Per arch, from its fastest fast-path rows: 100 CIFAR-10 epochs and a 4096-sample DDPM-1000 set."""
-    best: dict[str, dict[str, float]] = {}
-    for row in rows:
-        if row.path == "eager" and any(r.arch == row.arch and r.path != "eager" for r in rows):
-            continue
-        entry = best.setdefault(row.arch, {})
-        entry[row.mode] = max(entry.get(row.mode, 0.0), row.throughput)
-    lines = ["| arch | 100 epochs CIFAR-10 (h) | 4096 samples, 1000 steps (h) |", "|---|---:|---:|"]
-    for arch, entry in best.items():
-        train = f"{training_hours(entry['train']):.1f}" if "train" in entry else "-"
-        fid = f"{fid_sampling_hours(entry['sample']):.2f}" if "sample" in entry else "-"
-        lines.append(f"| {arch} | {train} | {fid} |")
-    return "\n".join(lines)
-
-
-# --- DDIM-50 against DDPM-1000, end to end ------------------------------------------------------------
-
-
-def sampler_ratio(
-    device: torch.device, fast: FastPath, width: float = 0.25, batch: int = 16, arch: str = "baseline"
-) -> dict[str, float]:
-    """Wall time of generate_images with DDPM-1000 and with DDIM-50 (network, noise, update, clamps).
-
-    Run at a reduced width so DDPM-1000 takes minutes, not an hour, on CPU; the ratio moves towards
-    50/1000 as the network's share of a step grows.
-    """
-    import models
-    from ddpm.sampling import generate_images
-
-    torch.manual_seed(0)
-    model = models.build_model(arch, width=width).to(device)
-    timings = {}
-    for sampler, steps in (("ddim", 50), ("ddpm", None)):
-        start = time.perf_counter()
-        generate_images(model, batch, seed=0, sampler=sampler, steps=steps, device=device, fast=fast)
-        _sync(device)
-        timings[sampler] = time.perf_counter() - start
-    return {
-        "arch": arch,
-        "width": width,
-        "batch": batch,
-        "ddim50_s": timings["ddim"],
-        "ddpm1000_s": timings["ddpm"],
-        "ratio": timings["ddim"] / timings["ddpm"],
-    }
-
-
-def format_sampler_ratio(result: dict[str, Any]) -> str:
-    return (
-        f"{result['arch']} width {result['width']}, {result['batch']} images: DDIM-50 "
-        f"{result['ddim50_s']:.1f} s, DDPM-1000 {result['ddpm1000_s']:.1f} s, ratio {result['ratio']:.4f} "
-        f"(50/1000 = 0.05)"
-    )
