@@ -16,6 +16,8 @@ from ddpm.settings import data_dir as resolve_data_dir
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DAY = 24 * 3600
+MAX_LOSS_POINTS = 100_000  # the most loss-history points GET /runs/{id} returns
+MAX_WAIT_S = 3600  # the longest `wait` any GET /samples may ask for (max_wait_s may lower it)
 
 
 class Settings(BaseSettings):
@@ -58,10 +60,10 @@ class Settings(BaseSettings):
     # API
     job_ttl_s: int = Field(30 * DAY, ge=60)  # finished job records expire after this long
     sample_max_n: int = Field(1000, ge=1, le=50_000)  # images in one GET /samples grid
-    max_wait_s: float = Field(300, ge=0)  # longest `wait` a GET /samples may block for
+    max_wait_s: float = Field(300, ge=0, le=MAX_WAIT_S)  # longest `wait` a GET /samples may block for
     events_poll_s: float = Field(0.25, gt=0)  # how often the SSE stream re-reads a job
     events_keepalive_s: float = Field(15, gt=0)
-    loss_history_points: int = Field(500, ge=2, le=100_000)
+    loss_history_points: int = Field(500, ge=2, le=MAX_LOSS_POINTS)
     redis_timeout_s: float = Field(3, gt=0)
     max_body_bytes: int = Field(64 * 1024, ge=1024, le=64 * 1024 * 1024)  # larger request bodies: 413
     # Browser origins allowed to call the API (CORS); empty = no CORS headers at all.

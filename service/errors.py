@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import math
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import kombu.exceptions
 import redis.exceptions
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
@@ -67,7 +70,25 @@ def redis_unavailable_message(url: str, err: Exception) -> str:
     )
 
 
+def json_safe(value: Any) -> Any:
+    """`value` with every non-finite float spelled as text ("NaN", "Infinity", "-Infinity"): a 422 echoes
+    the input it refuses, and JSON has no literal for these (the encoder would raise, turning the 422
+    into a 500)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    return value
+
+
 def install_handlers(app: FastAPI, redis_url: str) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, err: RequestValidationError) -> JSONResponse:
+        # FastAPI's own shape ({"detail": [{"loc", "msg", "type", "input", ...}]}), made JSON-safe.
+        return JSONResponse({"detail": json_safe(jsonable_encoder(err.errors()))}, status_code=422)
+
     @app.exception_handler(ApiError)
     async def api_error(_: Request, err: ApiError) -> JSONResponse:
         return JSONResponse({"detail": err.detail, **err.extra}, status_code=err.status_code)

@@ -1,4 +1,10 @@
-"""Request and response models. Bounds come from ddpm.limits (the engine's own); a bad value gets a 422 naming it."""
+"""Request and response models. Bounds come from ddpm.limits (the engine's own); a bad value gets a 422 naming it.
+
+JSON bodies are validated strictly: a number must be finite (NaN, Infinity and overflowing literals such
+as 1e400 are refused), an integer field takes only JSON integers ("3", 3.5 and true are refused) and a
+boolean only true or false ("yes" and 1 are refused). Query strings are text, so their numbers are
+parsed, but they too must be finite and within bounds.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +12,32 @@ import time
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from ddpm import limits
-from models import ConfigError, UnknownArchError, arch_config, resolve_arch
+from jobs.settings import MAX_WAIT_S
+from models import (
+    ConfigError,
+    HoUNetConfig,
+    ModelConfig,
+    RefineNetConfig,
+    UnknownArchError,
+    arch_config,
+    resolve_arch,
+)
+
+# JSON bodies: strict types (no "3" for an integer, no "yes" for a boolean) and finite numbers only.
+STRICT_BODY = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+# Query strings arrive as text and are parsed; their numbers must still be finite.
+FINITE_QUERY = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 def _canonical_arch(name: str) -> str:
@@ -48,7 +76,7 @@ def check_dataset(spec: str) -> str:
 class TrainRequest(BaseModel):
     """Every field but arch defaults to the report's setup (CIFAR-10, 100 epochs, batch 128, AdamW 2e-4)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_BODY
 
     arch: ArchName | None = None
     dataset: Annotated[str, Field(max_length=256), AfterValidator(check_dataset)] = "cifar10"
@@ -79,6 +107,35 @@ class TrainRequest(BaseModel):
     run_id: RunId | None = Field(None, description="name the run (default <arch>-<time>-<random>)")
     resume: bool = Field(False, description="continue run_id from its latest checkpoint")
 
+    # What the chosen variant's network can take, checked field by field so that each 422 is located
+    # at the field to change (fields are validated in order: arch, width and dropout come first).
+    @field_validator("width")
+    @classmethod
+    def _width_fits_the_arch(cls, width: float, info: ValidationInfo) -> float:
+        if info.data.get("arch") is not None:
+            _network(info.data["arch"], width)
+        return width
+
+    @field_validator("dropout")
+    @classmethod
+    def _arch_has_dropout(cls, dropout: float | None, info: ValidationInfo) -> float | None:
+        arch, width = info.data.get("arch"), info.data.get("width")
+        if dropout is not None and arch is not None and width is not None:
+            config = _network(arch, width)
+            if not hasattr(config, "dropout"):
+                raise ValueError(
+                    f"dropout does not apply to {arch}: its network ({config.network}) has none; leave it out"
+                )
+        return dropout
+
+    @field_validator("image_size")
+    @classmethod
+    def _image_size_fits_the_arch(cls, image_size: int, info: ValidationInfo) -> int:
+        arch, width = info.data.get("arch"), info.data.get("width")
+        if arch is not None and width is not None:
+            check_image_size(arch, _network(arch, width), image_size)
+        return image_size
+
     @model_validator(mode="after")
     def _consistent(self) -> TrainRequest:
         if self.resume:
@@ -88,11 +145,6 @@ class TrainRequest(BaseModel):
             raise ValueError('arch is required, e.g. {"arch": "convnext"}; GET /archs lists them')
         if self.dataset == "cifar10" and self.image_size != 32:
             raise ValueError("CIFAR-10 images are 32x32; image_size applies to digits and folder datasets")
-        if self.arch is not None:
-            try:  # width too small or too large for the variant's channel layout
-                arch_config(self.arch, width=self.width)
-            except ConfigError as err:
-                raise ValueError(str(err)) from err
         return self
 
     def engine_config(self) -> dict[str, Any]:
@@ -100,8 +152,49 @@ class TrainRequest(BaseModel):
         return self.model_dump(exclude={"run_id", "resume"})
 
 
+def _network(arch: str, width: float) -> ModelConfig:
+    """The variant's network at this width (a width too small or too large for its channels is refused)."""
+    try:
+        return arch_config(arch, width=width)
+    except ConfigError as err:
+        raise ValueError(str(err)) from err
+
+
+# The ho_unet and refinenet networks normalise with GroupNorm(gcd(NORM_GROUPS, channels)) (NORM_GROUPS
+# of models/ho_unet.py, which imports torch; a test checks the two agree). Where that leaves one channel
+# per group at the deepest level (tiny widths), a 1x1 map of one image has a single value per group,
+# which GroupNorm refuses: the deepest level must then be at least 2x2.
+NORM_GROUPS = 32
+
+
+def _smallest_deepest_side(config: ModelConfig) -> int:
+    one_channel_groups = isinstance(config, HoUNetConfig | RefineNetConfig) and (
+        NORM_GROUPS % (config.ch * config.ch_mult[-1]) == 0
+    )
+    return 2 if one_channel_groups else 1
+
+
+def valid_image_sizes(config: ModelConfig) -> list[int]:
+    """The image sizes a network takes: it halves the image `levels` times, so a multiple of 2**levels
+    (and, for a network that needs it, large enough that its deepest level is not 1x1)."""
+    factor = 2**config.levels
+    smallest = max(limits.MIN_IMAGE_SIZE, factor * _smallest_deepest_side(config))
+    first = -(-smallest // factor) * factor
+    return list(range(first, limits.MAX_IMAGE_SIZE + 1, factor))
+
+
+def check_image_size(arch: str, config: ModelConfig, image_size: int) -> None:
+    sizes = valid_image_sizes(config)
+    if image_size not in sizes:
+        shown = ", ".join(map(str, sizes[:6])) + (f", ..., {sizes[-1]}" if len(sizes) > 6 else "")
+        raise ValueError(
+            f"image_size {image_size} does not fit {arch}: its network halves the image {config.levels} "
+            f"times, so the size must be a multiple of {2**config.levels} from {sizes[0]}; valid sizes: {shown}"
+        )
+
+
 class SampleQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = FINITE_QUERY
 
     arch: ArchName | None = None
     seed: Seed = 0
@@ -114,7 +207,9 @@ class SampleQuery(BaseModel):
     sampler: Sampler = "ddpm"
     steps: int | None = Field(None, ge=1, le=limits.MAX_SAMPLER_STEPS, description="ddim steps (default 50)")
     eta: float = Field(0.0, ge=0.0, le=1.0, description="ddim eta: 0 deterministic, 1 DDPM-like")
-    wait: float = Field(0.0, ge=0, description="seconds to wait for the grid before answering 202")
+    wait: float = Field(
+        0.0, ge=0, le=MAX_WAIT_S, description="seconds to wait for the grid before answering 202"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> SampleQuery:
@@ -136,14 +231,20 @@ def _check_ddpm_options(sampler: str, steps: int | None, eta: float) -> None:
 
 
 class FidRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_BODY
 
     arch: ArchName | None = None
     run: RunId | None = None
     checkpoint: int | None = Field(
         None, ge=0, le=limits.MAX_TRAIN_STEPS, description="a kept checkpoint's step (needs run)"
     )
-    n_samples: int | list[int] = Field(
+    n_samples: (
+        Annotated[int, Field(ge=limits.MIN_FID_SAMPLES, le=limits.MAX_SAMPLES)]
+        | Annotated[
+            list[Annotated[int, Field(ge=limits.MIN_FID_SAMPLES, le=limits.MAX_SAMPLES)]],
+            Field(min_length=1, max_length=4 * limits.MAX_FID_SWEEP),
+        ]
+    ) = Field(
         limits.DEFAULT_FID_SAMPLES,
         description="samples to score; a list gives an FID-vs-N sweep from one sample set",
     )
@@ -159,12 +260,7 @@ class FidRequest(BaseModel):
     def _sweep(cls, value: int | list[int]) -> list[int]:
         values = sorted(set([value] if isinstance(value, int) else value))
         if not values or len(values) > limits.MAX_FID_SWEEP:
-            raise ValueError(f"n_samples: give 1 to {limits.MAX_FID_SWEEP} values")
-        bad = [v for v in values if not limits.MIN_FID_SAMPLES <= v <= limits.MAX_SAMPLES]
-        if bad:
-            raise ValueError(
-                f"n_samples {bad} out of range: each must be in [{limits.MIN_FID_SAMPLES}, {limits.MAX_SAMPLES}]"
-            )
+            raise ValueError(f"n_samples: give 1 to {limits.MAX_FID_SWEEP} distinct values")
         return values
 
     @model_validator(mode="after")

@@ -5,6 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from ddpm.runs import list_runs
+from jobs.settings import MAX_LOSS_POINTS
 from jobs.store import JobStore
 from service.checkpoints import existing_run
 from service.deps import SettingsDep, StoreDep
@@ -43,7 +44,8 @@ def run_detail(
     settings: SettingsDep,
     store: StoreDep,
     points: Annotated[
-        int | None, Query(ge=2, description="thin the loss history to this many points")
+        int | None,
+        Query(ge=2, le=MAX_LOSS_POINTS, description="thin the loss history to this many points"),
     ] = None,
 ) -> dict[str, Any]:
     run = existing_run(settings.data_dir, run_id)
