@@ -14,6 +14,8 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from ddpm.runs import UnreadableRun
+
 log = logging.getLogger("service")
 
 
@@ -92,6 +94,12 @@ def install_handlers(app: FastAPI, redis_url: str) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, err: ApiError) -> JSONResponse:
         return JSONResponse({"detail": err.detail, **err.extra}, status_code=err.status_code)
+
+    @app.exception_handler(UnreadableRun)
+    async def unreadable_run(_: Request, err: UnreadableRun) -> JSONResponse:
+        # The run exists but its record cannot be used until someone repairs or removes it.
+        log.warning("%s", err)
+        return JSONResponse({"detail": str(err)}, status_code=409)
 
     @app.exception_handler(redis.exceptions.ConnectionError)
     @app.exception_handler(redis.exceptions.TimeoutError)
