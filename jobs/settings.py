@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     job_heartbeat_s: float = Field(5, gt=0)
     worker_heartbeat_s: float = Field(10, gt=0)  # worker liveness key, and how often lost jobs are swept
     max_attempts: int = Field(3, ge=1, le=100)  # starts of one job before it is failed as a worker-killer
+    # A job queued this long whose message is in none of its queue's lists was lost by the broker: the
+    # workers' sweep publishes it again (jobs/orphans.py), up to max_attempts times, then fails it.
+    orphan_after_s: float = Field(60, gt=0)
     sample_batch_size: int = Field(128, ge=1, le=4096)
     # Request batching (workers/batching.py): a sampling job waits this long for others with the same
     # checkpoint and sampler settings to join its batches; 0 turns batching off.
@@ -53,6 +56,10 @@ class Settings(BaseSettings):
     tensorboard: bool = True
     tensorboard_samples: int = Field(16, ge=0, le=256)
     tensorboard_sample_steps: int = Field(20, ge=1, le=1000)
+    # A training, sampling or FID job fails at its start (and POST /train answers 507) while the data
+    # volume has less free space than this; /readyz reports it. A checkpoint of the report's networks
+    # with EMA and optimizer state is a few hundred MiB.
+    min_free_mb: int = Field(1024, ge=0, le=10**9)
     # Unacked messages are redelivered after this long. The lease, not this, keeps a job from running
     # twice; this only bounds how long a message lost with its worker waits (the sweep is faster).
     visibility_timeout_s: int = Field(7 * DAY, ge=1)

@@ -59,7 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         mirror=JobMirror.of(settings.data_dir),
     )
     app.state.queue = JobQueue(settings)
-    install_handlers(app, settings.redis_url)
+    install_handlers(app, settings.redis_url, settings.data_dir)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     if settings.cors_origins:  # off unless an operator names the browser origins to allow
         app.add_middleware(

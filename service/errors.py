@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -15,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from ddpm.runs import UnreadableRun
+from ddpm.storage import MIB, NoSpace, free_bytes, relative_to_volume
 
 log = logging.getLogger("service")
 
@@ -54,6 +56,23 @@ class Unavailable(ApiError):
     status_code = 503
 
 
+class InsufficientStorage(ApiError):
+    """The request itself needs space on the data volume, and there is not enough (RFC 4918's 507)."""
+
+    status_code = 507
+
+
+def low_space(data_dir: Path, min_free_mb: int) -> InsufficientStorage | None:
+    """507 when the data volume has less free space than the configured minimum (DDPM_MIN_FREE_MB)."""
+    free_mb = free_bytes(data_dir) // MIB
+    if free_mb >= min_free_mb:
+        return None
+    return InsufficientStorage(
+        f"no space left on the data volume: {free_mb} MiB free, under the {min_free_mb} MiB this service "
+        "keeps free for a job (DDPM_MIN_FREE_MB); free space on it, then try again"
+    )
+
+
 def redact(url: str) -> str:
     """The URL without its password, for messages."""
     parts = urlsplit(url)
@@ -85,7 +104,7 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def install_handlers(app: FastAPI, redis_url: str) -> None:
+def install_handlers(app: FastAPI, redis_url: str, data_dir: Path) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, err: RequestValidationError) -> JSONResponse:
         # FastAPI's own shape ({"detail": [{"loc", "msg", "type", "input", ...}]}), made JSON-safe.
@@ -94,6 +113,16 @@ def install_handlers(app: FastAPI, redis_url: str) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, err: ApiError) -> JSONResponse:
         return JSONResponse({"detail": err.detail, **err.extra}, status_code=err.status_code)
+
+    @app.exception_handler(NoSpace)
+    async def no_space(_: Request, err: NoSpace) -> JSONResponse:
+        log.warning("%s", err)
+        where = relative_to_volume(str(err.path), data_dir) if err.path is not None else "a file"
+        detail = (
+            f"no space left on the data volume (writing {where}; {free_bytes(data_dir) // MIB} MiB free); "
+            "free space on it, then try again"
+        )
+        return JSONResponse({"detail": detail}, status_code=507)
 
     @app.exception_handler(UnreadableRun)
     async def unreadable_run(_: Request, err: UnreadableRun) -> JSONResponse:

@@ -153,7 +153,7 @@ def _run(store: JobStore, batch: Batch) -> Outcome:
     try:
         images = _sample(store, batch) if batch.sampled else {}
     except Exception as err:  # anything else (the process stopping) leaves them to the lease sweep
-        outcome = outcome_of(err, batch.leader.id)
+        outcome = outcome_of(err, batch.leader.id, settings.data_dir)
         for member in claimed:
             if member.ended is None:
                 _end(store, member, outcome)
@@ -163,7 +163,7 @@ def _run(store: JobStore, batch: Batch) -> Outcome:
             try:
                 outcome = _write(member, images.get(member.id), batch)
             except Exception as err:  # e.g. the volume is full: this job fails, the others go on
-                outcome = outcome_of(err, member.id)
+                outcome = outcome_of(err, member.id, settings.data_dir)
             _end(store, member, outcome)
     leader = batch.leader
     return CANCELLED_OUTCOME if leader.cancelled else _write(leader, images.get(leader.id), batch)

@@ -20,7 +20,7 @@ from jobs.specs import CheckpointRef
 from jobs.store import JobStore
 from workers.app import app, job_store, settings
 from workers.batching import run_sampling
-from workers.outcomes import Outcome, outcome_of, record_outcome, settle_run
+from workers.outcomes import Outcome, low_space_outcome, outcome_of, record_outcome, settle_run
 from workers.progress import JobLease, JobReporter
 from workers.throughput import SAMPLE_PHASE, TRAIN_PHASE, SamplingMeter, Throughput
 
@@ -57,9 +57,10 @@ def run_job(task: Task, job_id: str, handler: Handler) -> None:
     reporter = JobReporter(store, job_id, settings.progress_interval_s, token)
     with JobLease(store, job_id, token, settings.lease_s, settings.job_heartbeat_s):
         try:
-            outcome = handler(job, reporter)
+            # Refused before it writes anything when the volume is nearly full (DDPM_MIN_FREE_MB).
+            outcome = low_space_outcome(settings.data_dir, settings.min_free_mb) or handler(job, reporter)
         except Exception as err:
-            outcome = outcome_of(err, job_id)
+            outcome = outcome_of(err, job_id, settings.data_dir)
     settle_run(settings.data_dir, job, outcome)
     record_outcome(store, job_id, token, outcome, settings.lease_s)
 

@@ -9,17 +9,24 @@ from ddpm.runs import FAILED, QUEUED, RunDir, new_run_id, run_record
 from jobs.records import TRAIN
 from service.checkpoints import existing_run
 from service.deps import QueueDep, SettingsDep, StoreDep
-from service.errors import Conflict, Unavailable, invalid_field
+from service.errors import Conflict, Unavailable, invalid_field, low_space
 from service.schemas import Accepted, TrainRequest, job_links
 from service.submit import submit
 
 router = APIRouter(tags=["train"])
 
 
-@router.post("/train", status_code=202, summary="queue a training run")
+@router.post(
+    "/train",
+    status_code=202,
+    summary="queue a training run",
+    responses={507: {"description": "the data volume has too little free space for a new run"}},
+)
 def create_training(
     body: TrainRequest, response: Response, settings: SettingsDep, store: StoreDep, queue: QueueDep
 ) -> Accepted:
+    if refused := low_space(settings.data_dir, settings.min_free_mb):
+        raise refused
     if body.resume:
         assert body.run_id is not None  # the model's validator guarantees it
         run = existing_run(settings.data_dir, body.run_id)
