@@ -11,6 +11,17 @@ from celery import Celery
 from jobs.records import TASK_NAMES
 from jobs.settings import Settings
 
+# kombu's Redis transport keeps a queue's messages in one list per priority step: the bare name for
+# priority 0 (what we publish), "<queue>\x06\x16<p>" for the others.
+KOMBU_PRIORITY_SEP = "\x06\x16"
+KOMBU_PRIORITY_STEPS = (3, 6, 9)
+
+
+def queue_lists(queue: str) -> list[str]:
+    """The Redis lists that hold a queue's waiting messages (GET /metrics counts them; the workers'
+    sweep looks in them for the message of a queued job)."""
+    return [queue] + [f"{queue}{KOMBU_PRIORITY_SEP}{p}" for p in KOMBU_PRIORITY_STEPS]
+
 
 def broker_options(settings: Settings) -> dict[str, Any]:
     """Shared by the API and the workers: both sides of the Redis transport must agree on these."""

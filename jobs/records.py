@@ -20,7 +20,12 @@ TASK_NAMES = {TRAIN: "ddpm.train", SAMPLE: "ddpm.sample", FID: "ddpm.fid"}
 
 JSON_FIELDS = ("params", "result")
 FLOAT_FIELDS = ("progress", "loss", "eta_s", "created", "started", "finished", "updated", "heartbeat")
-INT_FIELDS = ("step", "total", "attempts", "rev")
+INT_FIELDS = ("step", "total", "attempts", "rev", "republished")
+
+
+# Locks on a sample-cache entry serve identical requests while the job that makes the grid is active;
+# once it has ended they are released (a run's lock stays: it is the run's link to its last job).
+RELEASED_LOCK_PREFIXES = ("sample:",)
 
 
 def new_job_id() -> str:

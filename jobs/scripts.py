@@ -166,3 +166,35 @@ if tonumber(ARGV[4]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
 if tonumber(ARGV[7]) > 0 then redis.call('SET', KEYS[5], ARGV[1], 'NX', 'EX', ARGV[7]) end
 return 1
 """
+
+
+# A queued job whose broker message is gone (the workers' sweep looked in its queue and did not find
+# it) is published again, at most max times; then it fails, saying why. Only a job queued since before
+# the cutoff qualifies: one just created or re-queued may not be published yet, and claiming it bumps
+# `updated`, so two sweeping workers never publish one job twice.
+# KEYS: job. ARGV: now, cutoff, max times, ttl.
+REPUBLISH = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'queued' then return 'not_queued' end
+if tonumber(redis.call('HGET', KEYS[1], 'updated') or '0') > tonumber(ARGV[2]) then return 'recent' end
+local times = tonumber(redis.call('HGET', KEYS[1], 'republished') or '0')
+redis.call('HINCRBY', KEYS[1], 'rev', 1)
+if times >= tonumber(ARGV[3]) then
+  redis.call('HSET', KEYS[1], 'state', 'failed', 'finished', ARGV[1], 'updated', ARGV[1], 'message', 'failed',
+             'error', 'its message was lost from the job queue ' .. (times + 1) .. ' times (published again ' ..
+             times .. ' times); ask again, and see the broker (Redis) logs')
+  redis.call('EXPIRE', KEYS[1], ARGV[4])
+  return 'failed'
+end
+redis.call('HINCRBY', KEYS[1], 'republished', 1)
+redis.call('HSET', KEYS[1], 'updated', ARGV[1],
+           'message', 're-published: its message was lost from the job queue (' .. (times + 1) .. ' of ' ..
+           ARGV[3] .. ')')
+return 'republished'
+"""
+
+# Delete a lock only while it still names this job (a newer owner's lock is left alone).
+# KEYS: lock. ARGV: job id.
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""

@@ -6,7 +6,8 @@ Keys (all under the configured prefix, `ddpm` by default):
   <p>:jobs            sorted set of job ids by creation time (GET /jobs)
   <p>:running         set of the ids of running jobs (checked for lost workers)
   <p>:lease:<id>      a running job's lease: the owner's token, expiring unless its worker renews it
-  <p>:lock:<name>     the id of the job that owns a resource: a sample cache entry, a training run
+  <p>:lock:<name>     the id of the job that owns a resource: a sample cache entry (released when its
+                      job ends), a training run (kept: the run's link to its last job)
   <p>:worker:<host>   a worker's heartbeat (expires when the worker goes away; jobs/registry.py)
   <p>:restored        present while this Redis holds the volume's job records (jobs/mirror.py)
   <p>:pruned          held for an hour by the worker that deleted expired records' files from the volume
@@ -40,6 +41,7 @@ from jobs.records import (
     FAILED,
     KINDS,
     QUEUED,
+    RELEASED_LOCK_PREFIXES,
     RUNNING,
     TERMINAL_STATES,
     decode_job,
@@ -76,6 +78,8 @@ class JobStore:
         self._renew = client.register_script(scripts.RENEW)
         self._reclaim = client.register_script(scripts.RECLAIM)
         self._restore = client.register_script(scripts.RESTORE)
+        self._republish = client.register_script(scripts.REPUBLISH)
+        self._release = client.register_script(scripts.RELEASE)
 
     @classmethod
     def from_url(
@@ -195,7 +199,9 @@ class JobStore:
     def cancel(self, job_id: str) -> str | None:
         """None if unknown; 'cancelled' (was queued), 'cancelling' (was running) or the terminal state."""
         outcome = self._cancel(keys=[self.job_key(job_id)], args=[time.time(), self.ttl_s]) or None
-        if outcome in (CANCELLED, "cancelling"):
+        if outcome == CANCELLED:
+            self._ended(job_id)
+        elif outcome == "cancelling":
             self._mirror(job_id)
         return outcome
 
@@ -216,7 +222,9 @@ class JobStore:
             keys=[self.job_key(job_id), self.running_key, self.lease_key(job_id)],
             args=[time.time(), worker, _ms(lease_s), job_id, token, max_attempts, self.ttl_s],
         )
-        if outcome in ("running", "resumed", "exhausted"):
+        if outcome == "exhausted":
+            self._ended(job_id)
+        elif outcome in ("running", "resumed"):
             self._mirror(job_id)
         return outcome
 
@@ -235,7 +243,22 @@ class JobStore:
             keys=[self.job_key(job_id), self.running_key, self.lease_key(job_id)],
             args=[time.time(), max_attempts, self.ttl_s, job_id, worker or ""],
         )
-        if outcome in ("requeued", FAILED, CANCELLED):
+        if outcome in (FAILED, CANCELLED):
+            self._ended(job_id)
+        elif outcome == "requeued":
+            self._mirror(job_id)
+        return outcome
+
+    def republish(self, job_id: str, queued_before: float, max_times: int) -> str:
+        """Claim a queued job whose broker message is gone, if it has been queued since before
+        `queued_before`: 'republished' means the caller must publish it again; 'failed' that it was
+        lost max_times already (the record says so); else 'recent' or 'not_queued'."""
+        outcome = self._republish(
+            keys=[self.job_key(job_id)], args=[time.time(), queued_before, max_times, self.ttl_s]
+        )
+        if outcome == FAILED:
+            self._ended(job_id)
+        elif outcome == "republished":
             self._mirror(job_id)
         return outcome
 
@@ -257,7 +280,7 @@ class JobStore:
             )
         )
         if landed:
-            self._mirror(job_id)
+            self._ended(job_id)
         return landed
 
     def restore(self, job: Mapping[str, Any], lease_s: float, now: float | None = None) -> bool:
@@ -290,6 +313,16 @@ class JobStore:
                 ],
             )
         )
+
+    def _ended(self, job_id: str) -> None:
+        """After a job reached a terminal state: copy it to the volume and release its cache lock."""
+        self._mirror(job_id)
+        try:
+            lock = self.client.hget(self.job_key(job_id), "lock")
+            if lock and lock.startswith(RELEASED_LOCK_PREFIXES):
+                self._release(keys=[self.lock_key(lock)], args=[job_id])
+        except redis.RedisError as err:  # the lock is harmless: an ended owner is never joined again
+            log.warning("job %s: its lock was not released (%s)", job_id, err)
 
     def _mirror(self, job_id: str) -> None:
         """Copy the record, as it is after a state change, to the volume. A failure here is logged, not

@@ -17,15 +17,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from jobs import telemetry
+from jobs.publish import queue_lists
 from jobs.records import KINDS, RUNNING, STATES, TERMINAL_STATES, TRAIN
 from jobs.registry import WorkerRegistry
 from jobs.settings import Settings
 from jobs.store import JobStore
-
-# kombu's Redis transport keeps a queue's messages in one list per priority step: the bare name for
-# priority 0 (what we publish), "<queue>\x06\x16<p>" for the others.
-KOMBU_PRIORITY_SEP = "\x06\x16"
-KOMBU_PRIORITY_STEPS = (3, 6, 9)
 
 JOB_FIELDS = (
     "kind",
@@ -90,9 +86,8 @@ def count_new_finished(store: JobStore, census: JobCensus, ttl_s: int) -> None:
 
 
 def queue_depth(store: JobStore, queue: str) -> int:
-    names = [queue] + [f"{queue}{KOMBU_PRIORITY_SEP}{p}" for p in KOMBU_PRIORITY_STEPS]
     pipe = store.client.pipeline(transaction=False)
-    for name in names:
+    for name in queue_lists(queue):
         pipe.llen(name)
     return sum(pipe.execute())
 

@@ -19,6 +19,7 @@ from typing import Any
 from celery import Celery, signals
 
 from jobs.mirror import JobMirror, prune_now_and_then, restore_if_lost
+from jobs.orphans import sweep_orphans_now_and_then
 from jobs.publish import broker_options, publish
 from jobs.registry import WorkerRegistry
 from jobs.settings import get_settings
@@ -39,6 +40,11 @@ app.conf.update(
     task_track_started=False,
     broker_transport_options=broker_options(settings),
     broker_connection_retry_on_startup=True,
+    # A Redis that cannot save (its disk is full) refuses writes with MISCONF, BRPOP included: retry
+    # the consumer's connection as for a lost one, instead of the worker exiting on that error, and
+    # never give up (it recovers by itself once Redis can write again).
+    broker_channel_error_retry=True,
+    broker_connection_max_retries=None,
     # A Redis blip must not kill an hours-long training: the job keeps running, and its record (not
     # the unacked message) decides whether a redelivery runs it again (only if its heartbeat stopped).
     worker_cancel_long_running_tasks_on_connection_loss=False,
@@ -70,8 +76,9 @@ def publish_job(kind: str, job_id: str, queue: str | None) -> None:
 
 class Heartbeat:
     """Refreshes <prefix>:worker:<hostname> in Redis so /readyz can list live workers, restores the
-    job records from the volume if Redis lost them (jobs/mirror.py), and re-queues jobs whose
-    lease lapsed (any live worker does; the Lua scripts let only one of them succeed per job)."""
+    job records from the volume if Redis lost them (jobs/mirror.py), re-queues jobs whose lease
+    lapsed (any live worker does; the Lua scripts let only one of them succeed per job), and publishes
+    again queued jobs whose message the broker lost (jobs/orphans.py)."""
 
     def __init__(self, hostname: str) -> None:
         self.hostname = hostname
@@ -89,6 +96,7 @@ class Heartbeat:
     def _run(self) -> None:
         store = job_store()
         registry = WorkerRegistry(store.client, store.prefix)
+        failing = False  # an outage is logged when it starts and when it ends, not at every beat
         while not self.stop.is_set():
             try:
                 ttl = max(1, round(HEARTBEAT_TTL_FACTOR * settings.worker_heartbeat_s))
@@ -96,8 +104,14 @@ class Heartbeat:
                 restore_if_lost(store, publish_job, settings.lease_s)
                 prune_now_and_then(store)
                 reclaim_lost_jobs(store)
+                republish_lost_messages(store)
+                if failing:
+                    log.info("heartbeat written again")
+                failing = False
             except Exception as err:  # Redis blips must not kill the worker; the key just expires
-                log.warning("heartbeat failed: %s", err)
+                if not failing:
+                    log.warning("heartbeat failed (retrying every %ss): %s", settings.worker_heartbeat_s, err)
+                failing = True
             self.stop.wait(settings.worker_heartbeat_s)
         with contextlib.suppress(Exception):  # expiry removes the key anyway
             registry.forget(self.hostname)
@@ -110,6 +124,10 @@ _heartbeat: Heartbeat | None = None
 def _on_ready(sender: Any = None, **_: Any) -> None:
     global _heartbeat
     hostname = getattr(sender, "hostname", None) or socket.gethostname()
+    try:
+        take_back_own_jobs(job_store(), hostname)
+    except Exception as err:  # Redis down: their leases lapse and the sweep re-queues them later
+        log.warning("could not check for jobs left by a previous %s: %s", hostname, err)
     _heartbeat = Heartbeat(hostname)
     _heartbeat.thread.start()
     log.info("worker %s ready on queue %s (device %s)", hostname, settings.queue, settings.device)
@@ -133,6 +151,30 @@ def reclaim_lost_jobs(store: JobStore) -> list[str]:
         if _reclaim(store, job_id) == "requeued":
             requeued.append(job_id)
     return requeued
+
+
+def take_back_own_jobs(store: JobStore, hostname: str) -> list[str]:
+    """Re-queue at once the jobs recorded as running on this worker's name: as it starts (before it
+    consumes anything), they can only be its previous incarnation's, killed and restarted (by
+    `ddpm serve`, compose, systemd), so there is no need to wait for their leases to lapse. Should a
+    live worker share the name by mistake, the lease fencing stops its copy (it finds its job gone)."""
+    requeued = [job_id for job_id in store.running_ids() if _reclaim(store, job_id, hostname) == "requeued"]
+    if requeued:
+        log.warning("worker %s restarted: re-queued the jobs it was running before: %s", hostname, requeued)
+    return requeued
+
+
+def republish_lost_messages(store: JobStore) -> list[str]:
+    """Publish again the queued jobs whose broker message is gone (jobs/orphans.py); a training that
+    had to be failed instead marks its run failed too."""
+    report = sweep_orphans_now_and_then(
+        store, publish_job, settings.queue, settings.orphan_after_s, settings.max_attempts
+    )
+    if report is None:
+        return []
+    for job_id in report.failed:
+        settle_run(settings.data_dir, store.get(job_id) or {})
+    return report.republished
 
 
 def _reclaim(store: JobStore, job_id: str, worker: str | None = None) -> str:
