@@ -61,6 +61,12 @@ def _post(url: str, body: dict[str, Any]) -> tuple[int, Any]:
         return response.status, json.loads(response.read())
 
 
+def _delete(url: str) -> tuple[int, Any]:
+    request = urllib.request.Request(url, method="DELETE")
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return response.status, json.loads(response.read())
+
+
 def _wait_healthy(
     process: subprocess.Popen[bytes], base: str, log: Path, need_worker: bool
 ) -> dict[str, Any]:
@@ -130,10 +136,18 @@ def test_job_records_survive_a_restart_of_ddpm_serve(tmp_path: Path) -> None:
             assert process.wait(timeout=60) == 0
 
 
+def _job(base: str, job_id: str, done: Any, what: str) -> dict[str, Any]:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not done(job := _get(f"{base}/jobs/{job_id}")[1]):
+        assert time.monotonic() < deadline, f"{what}: {job}"
+        time.sleep(0.3)
+    return job
+
+
 def test_ddpm_serve_restarts_a_dead_worker_while_the_api_answers(tmp_path: Path) -> None:
-    """SIGKILL of the Celery main process (the issue's case): the API keeps answering, /readyz says
-    no_workers at once, a new worker is started after a logged delay and runs jobs; SIGTERM still
-    stops everything cleanly."""
+    """SIGKILL of the Celery main process mid-training (the issue's case): the API keeps answering,
+    /readyz says no_workers at once, a new worker is started after a logged delay, takes the training
+    back at once (not after its 120 s lease) and runs it; SIGTERM still stops everything cleanly."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "serve.log"
@@ -141,6 +155,11 @@ def test_ddpm_serve_restarts_a_dead_worker_while_the_api_answers(tmp_path: Path)
     try:
         health = _wait_healthy(process, base, log, need_worker=True)
         (first,) = health["workers"]
+        tiny = {"arch": "pure_unet", "dataset": "digits", "width": 0.125, "image_size": 16, "batch_size": 8}
+        status, accepted = _post(f"{base}/train", {**tiny, "max_steps": 100_000})
+        assert status == 202
+        job_id = accepted["job_id"]
+        _job(base, job_id, lambda j: (j.get("step") or 0) >= 2, "the training never ran")
         os.kill(first["pid"], signal.SIGKILL)
 
         deadline = time.monotonic() + 10
@@ -149,7 +168,7 @@ def test_ddpm_serve_restarts_a_dead_worker_while_the_api_answers(tmp_path: Path)
             time.sleep(0.1)
         assert process.poll() is None  # ddpm serve is still up ...
         assert _get(f"{base}/healthz") == (200, {"status": "ok"})  # ... and answering
-        assert _get(f"{base}/archs")[0] == 200
+        assert _get(f"{base}/archs")[0] == 200 and _get(f"{base}/jobs/{job_id}")[0] == 200
 
         health = _wait_healthy(process, base, log, need_worker=True)
         (second,) = health["workers"]
@@ -157,24 +176,13 @@ def test_ddpm_serve_restarts_a_dead_worker_while_the_api_answers(tmp_path: Path)
         text = log.read_text()
         assert f"ddpm serve: the worker (pid {first['pid']}) stopped" in text and "killed by SIGKILL" in text
         assert "restarting it in 1s" in text
-
-        status, accepted = _post(
-            f"{base}/train",
-            {
-                "arch": "pure_unet",
-                "dataset": "digits",
-                "width": 0.125,
-                "image_size": 16,
-                "batch_size": 8,
-                "max_steps": 2,
-            },
-        )
-        assert status == 202
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while (job := _get(f"{base}/jobs/{accepted['job_id']}")[1])["state"] not in ("succeeded", "failed"):
-            assert time.monotonic() < deadline, job
-            time.sleep(0.3)
-        assert job["state"] == "succeeded" and job["worker"] == second["hostname"], job
+        # Its pool process was killed with it, and the new worker re-queued the job as it started.
+        resumed = _job(base, job_id, lambda j: (j.get("attempts") or 0) >= 2, "not taken back")
+        assert resumed["worker"] == second["hostname"]
+        status, _ = _delete(f"{base}/jobs/{job_id}")
+        assert status in (200, 202)
+        job = _job(base, job_id, lambda j: j["state"] in ("succeeded", "failed", "cancelled"), "not stopped")
+        assert job["state"] == "cancelled" and job["attempts"] == 2, job
     finally:
         process.send_signal(signal.SIGTERM)
         code = process.wait(timeout=60)
