@@ -139,10 +139,10 @@ def install_handlers(app: FastAPI, redis_url: str, data_dir: Path) -> None:
     @app.exception_handler(redis.exceptions.RedisError)
     async def redis_error(_: Request, err: Exception) -> JSONResponse:
         log.warning("redis error: %s", err)
-        return JSONResponse(
-            {"detail": f"Redis at {redact(redis_url)} refused the request ({type(err).__name__}: {err})"},
-            status_code=503,
-        )
+        detail = f"Redis at {redact(redis_url)} refused the request ({type(err).__name__}: {err})"
+        if str(err).startswith("MISCONF"):  # it cannot save (AOF or RDB) and refuses writes until it can
+            detail += "; it cannot save its data, most likely because its disk is full: free space there"
+        return JSONResponse({"detail": detail}, status_code=503)
 
     @app.exception_handler(kombu.exceptions.OperationalError)
     async def broker_down(_: Request, err: Exception) -> JSONResponse:
