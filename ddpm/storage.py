@@ -26,13 +26,18 @@ OUT_OF_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 OUT_OF_SPACE_WORDS = re.compile(r"No space left on device|Disk quota exceeded|StorageFull|QuotaExceeded")
 
 
-class NoSpace(DdpmError):
-    """A write failed because its volume (or the writer's quota) is full."""
+class NoSpace(DdpmError, OSError):
+    """A write failed because its volume (or the writer's quota) is full. An OSError (ENOSPC) as well,
+    so whatever already treats a failed write as an OSError (the job mirror's copy) still does."""
 
     def __init__(self, path: Path | None, detail: str = "") -> None:
         self.path = path
         where = f" while writing {path}" if path is not None else ""
-        super().__init__(f"no space left on the volume{where}{f' ({detail})' if detail else ''}")
+        message = f"no space left on the volume{where}{f' ({detail})' if detail else ''}"
+        super().__init__(errno.ENOSPC, message, None if path is None else str(path))
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 def out_of_space(err: BaseException) -> bool:

@@ -140,7 +140,7 @@ def install_handlers(app: FastAPI, redis_url: str, data_dir: Path) -> None:
     async def redis_error(_: Request, err: Exception) -> JSONResponse:
         log.warning("redis error: %s", err)
         detail = f"Redis at {redact(redis_url)} refused the request ({type(err).__name__}: {err})"
-        if str(err).startswith("MISCONF"):  # it cannot save (AOF or RDB) and refuses writes until it can
+        if "MISCONF" in str(err):  # it cannot save (AOF or RDB) and refuses writes until it can
             detail += "; it cannot save its data, most likely because its disk is full: free space there"
         return JSONResponse({"detail": detail}, status_code=503)
 

@@ -60,13 +60,13 @@ def readiness(settings: Settings, store: JobStore) -> dict[str, Any]:
         "workers": [],
     }
     try:
-        store.client.ping()
+        # Reads only: a Redis that cannot save (its disk is full) still answers them, while it
+        # refuses writes (and even PING) with MISCONF.
         body["workers"] = WorkerRegistry(store.client, store.prefix).alive()
-    except redis.exceptions.RedisError as err:
+        store.client.set(f"{store.prefix}:readyz", str(time.time()), ex=60)
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as err:
         detail = redis_unavailable_message(settings.redis_url, err)
         return {**body, "status": "redis_unavailable", "detail": detail}
-    try:  # a Redis that cannot save (its disk is full) answers reads but refuses every write
-        store.client.set(f"{store.prefix}:readyz", str(time.time()), ex=60)
     except redis.exceptions.RedisError as err:
         detail = (
             f"Redis at {redact(settings.redis_url)} refuses writes ({type(err).__name__}: {err}); jobs "
