@@ -237,3 +237,36 @@ def test_unpublishable_job_is_503_and_recorded_failed(idle_client: TestClient) -
     job = idle_client.get("/jobs", params={"kind": "train", "state": "failed"}).json()["jobs"][0]
     assert job["run_id"] == "unpublished" and "could not publish" in job["error"]
     assert idle_client.get("/runs/unpublished").json()["status"] == "failed"
+
+
+def test_a_refused_publish_frees_the_sample_lock(
+    idle_client: TestClient, local_checkpoint: dict[str, Any]
+) -> None:
+    """docs/reliability.md: a sampling job the broker refuses is recorded failed and its cache lock
+    released, so the same request, once the broker is back, queues a new job instead of joining it."""
+    import kombu.exceptions
+
+    def broker_down(kind: str, job_id: str) -> None:
+        raise kombu.exceptions.OperationalError("Error 111 connecting to broker. Connection refused.")
+
+    query = {"run": local_checkpoint["run_id"], "n": 3, "sampler": "ddim", "steps": 3, "seed": 5}
+    store, queue = idle_client.app.state.store, idle_client.app.state.queue
+    working = queue.enqueue
+    queue.enqueue = broker_down
+    try:
+        refused = idle_client.get("/samples", params=query)
+    finally:
+        queue.enqueue = working
+    assert refused.status_code == 503 and "did not accept the job" in _detail(refused)
+    failed = idle_client.get("/jobs", params={"kind": "sample", "state": "failed", "limit": 1000}).json()[
+        "jobs"
+    ]
+    (job,) = [j for j in failed if j["params"]["seed"] == 5 and j["params"]["n"] == 3]
+    assert "could not publish" in job["error"]
+    assert store.lock_owner(f"sample:{job['params']['key']}") is None
+
+    again = idle_client.get("/samples", params=query)
+    assert again.status_code == 202, again.text
+    assert again.json()["job_id"] != job["id"] and again.json()["joined"] is False
+    assert store.lock_owner(f"sample:{job['params']['key']}") == again.json()["job_id"]
+    idle_client.delete(f"/jobs/{again.json()['job_id']}")
