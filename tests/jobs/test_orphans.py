@@ -151,3 +151,14 @@ def test_the_workers_sweep_publishes_lost_messages_and_settles_failed_runs(
     assert worker_app.republish_lost_messages(store) == []  # lost once more: max_attempts reached
     assert store.get(job_id)["state"] == "failed"
     assert run.read()["status"] == "failed" and "lost from the job queue" in run.read()["error"]
+
+
+def test_a_real_published_message_is_seen_waiting(store: JobStore, queue: str, settings: Settings) -> None:
+    """The sweep reads kombu's own message format: a job published through Celery is not lost."""
+    from jobs.publish import JobQueue
+
+    job_id, _ = store.create("sample", {}, extra={"queue": queue})
+    JobQueue(settings.model_copy(update={"queue": queue})).enqueue("sample", job_id)
+    assert waiting_messages(store.client, queue) == {job_id}
+    time.sleep(2 * AFTER_S)
+    assert sweep_orphans(store, Published(), queue, AFTER_S, max_times=3).republished == []

@@ -102,9 +102,9 @@ def test_a_full_data_volume_with_redis_elsewhere(
             trained = response.json()
             job = wait_for(client, trained["job_id"], finished)
             assert job["state"] == "failed", job
-            assert job["error"].startswith(
-                f"no space left on the data volume (writing runs/{trained['run_id']}/"
-            )
+            # Which write hits the wall first (checkpoint, loss log, events) may vary; each names its file.
+            assert job["error"].startswith("no space left on the data volume ("), job
+            assert f"writing runs/{trained['run_id']}/" in job["error"], job
             assert str(data_dir) not in job["error"] and "internal error" not in job["error"]
 
             # 2. Full: POST /train cannot write the run (507, no folder left behind); a sampling job is
