@@ -24,15 +24,8 @@ from pydantic import (
 
 from ddpm import limits
 from jobs.settings import MAX_WAIT_S
-from models import (
-    ConfigError,
-    HoUNetConfig,
-    ModelConfig,
-    RefineNetConfig,
-    UnknownArchError,
-    arch_config,
-    resolve_arch,
-)
+from models import ConfigError, ModelConfig, UnknownArchError, arch_config, resolve_arch
+from models.config import valid_image_sizes as models_valid_image_sizes
 
 # JSON bodies: strict types (no "3" for an integer, no "yes" for a boolean) and finite numbers only.
 STRICT_BODY = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
@@ -160,27 +153,8 @@ def _network(arch: str, width: float) -> ModelConfig:
         raise ValueError(str(err)) from err
 
 
-# The ho_unet and refinenet networks normalise with GroupNorm(gcd(NORM_GROUPS, channels)) (NORM_GROUPS
-# of models/ho_unet.py, which imports torch; a test checks the two agree). Where that leaves one channel
-# per group at the deepest level (tiny widths), a 1x1 map of one image has a single value per group,
-# which GroupNorm refuses: the deepest level must then be at least 2x2.
-NORM_GROUPS = 32
-
-
-def _smallest_deepest_side(config: ModelConfig) -> int:
-    one_channel_groups = isinstance(config, HoUNetConfig | RefineNetConfig) and (
-        NORM_GROUPS % (config.ch * config.ch_mult[-1]) == 0
-    )
-    return 2 if one_channel_groups else 1
-
-
 def valid_image_sizes(config: ModelConfig) -> list[int]:
-    """The image sizes a network takes: it halves the image `levels` times, so a multiple of 2**levels
-    (and, for a network that needs it, large enough that its deepest level is not 1x1)."""
-    factor = 2**config.levels
-    smallest = max(limits.MIN_IMAGE_SIZE, factor * _smallest_deepest_side(config))
-    first = -(-smallest // factor) * factor
-    return list(range(first, limits.MAX_IMAGE_SIZE + 1, factor))
+    return models_valid_image_sizes(config, limits.MIN_IMAGE_SIZE, limits.MAX_IMAGE_SIZE)
 
 
 def check_image_size(arch: str, config: ModelConfig, image_size: int) -> None:

@@ -215,13 +215,6 @@ def _api_takes(arch: str, size: int) -> bool:
     return size in valid_image_sizes(arch_config(arch, width=0.125))
 
 
-def test_the_services_norm_groups_are_the_networks() -> None:
-    from models.ho_unet import NORM_GROUPS
-    from service import schemas
-
-    assert schemas.NORM_GROUPS == NORM_GROUPS
-
-
 def test_dropout_only_where_the_network_has_it(idle_client: TestClient) -> None:
     response = idle_client.post("/train", json={"arch": "refinenet", "dataset": "digits", "dropout": 0.1})
     _located(response, "dropout")
