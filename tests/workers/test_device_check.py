@@ -92,3 +92,10 @@ def test_the_heartbeat_carries_the_resolved_device(settings: Settings, worker: d
     info = json.loads(raw)
     assert info["device"] == "cpu" and info["device_requested"] == "cpu" and info["device_name"] == "cpu"
     assert info["torch"] == torch.__version__.split("+")[0]
+
+
+def test_a_bad_device_name_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "ddpm.cli", "--data-dir", str(tmp_path), "worker", "--device", "gpu"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "argument --device: device 'gpu' is not valid; use auto, cpu or cuda[:N]" in result.stderr
