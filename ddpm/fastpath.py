@@ -31,6 +31,9 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from ddpm.errors import InvalidOption
+from ddpm.limits import MAX_BATCH
+
 EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 # Sampling calls run on batches padded with zero images to a multiple of this. oneDNN picks its
@@ -87,8 +90,8 @@ def _flag(name: str) -> bool:
 def fixed_batch() -> int:
     """FIXED_BATCH, or DDPM_FIXED_BATCH when set (every worker sharing a cache must agree on it)."""
     value = os.environ.get(FIXED_BATCH_ENV, str(FIXED_BATCH))
-    if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"{FIXED_BATCH_ENV} must be a positive integer, got {value!r}")
+    if not value.isdigit() or not 1 <= int(value) <= MAX_BATCH:
+        raise InvalidOption(f"{FIXED_BATCH_ENV} must be an integer in [1, {MAX_BATCH}], got {value!r}")
     return int(value)
 
 

@@ -317,6 +317,8 @@ class Trainer:
         self.device = resolve_device(device)
         self.hooks = hooks or TrainHooks()
         self.prefetch = prefetch
+        if sync_every is not None and sync_every < 1:
+            raise InvalidOption(f"sync_every must be a positive number of steps, got {sync_every}")
         self.sync_every = sync_every or (CUDA_SYNC_EVERY if self.device.type == "cuda" else 1)
         self._resume_notes: dict[str, Any] = {}  # which checkpoint a resume used, when it had to skip some
 

@@ -19,7 +19,8 @@ from typing import Any
 
 from celery import Celery, signals
 
-from ddpm.device import DeviceReport, DeviceUnavailable, cpu_report, probe_in_subprocess
+from ddpm.device import DeviceReport, cpu_report, probe_in_subprocess
+from ddpm.errors import InvalidOption
 from jobs.mirror import JobMirror, prune_now_and_then, restore_if_lost
 from jobs.publish import broker_options, publish
 from jobs.registry import WorkerRegistry
@@ -71,7 +72,7 @@ def _check_device(**_: Any) -> None:
     requested = settings.device
     try:
         report = cpu_report() if requested == "cpu" else probe_in_subprocess(requested)
-    except DeviceUnavailable as err:
+    except InvalidOption as err:  # DeviceUnavailable, or a DDPM_DEVICE that is not a device at all
         # Celery has not set up logging yet at worker_init: stderr is where this is seen (docker logs).
         print(f"worker not started: DDPM_DEVICE={requested}: {err}", file=sys.stderr, flush=True)
         raise SystemExit(DEVICE_UNAVAILABLE_EXIT) from err

@@ -10,6 +10,7 @@ import torch
 import torch._dynamo
 
 import models
+from ddpm.errors import InvalidOption
 from ddpm.fastpath import (
     BATCH_MULTIPLE,
     EAGER,
@@ -165,6 +166,9 @@ def test_cuda_defaults_and_their_switches(monkeypatch: pytest.MonkeyPatch) -> No
     assert cuda.channels_last and cuda.cuda_graphs and cuda.fixed_batch == 64
     assert training_path("cuda").channels_last
     assert sampling_path("cpu") == EAGER  # the CPU path's choices are measured, not switched
+    monkeypatch.setenv("DDPM_FIXED_BATCH", "0")
+    with pytest.raises(InvalidOption, match=r"DDPM_FIXED_BATCH must be an integer in \[1, 4096\], got '0'"):
+        sampling_path("cuda")
 
 
 def test_precision_and_cudnn_flags_are_set_for_the_block_and_restored() -> None:
