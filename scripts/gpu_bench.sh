@@ -3,7 +3,7 @@
 # and briefly), the most important figures first.
 #
 #   scripts/gpu_bench.sh --list                 # the steps and their time estimates
-#   scripts/gpu_bench.sh                        # every step, in order (about 35 minutes on an H200)
+#   scripts/gpu_bench.sh                        # every step, in order (about 40 minutes on an H200)
 #   scripts/gpu_bench.sh device equality        # only these steps (one call each fits 10 minutes)
 #   DEVICE=cpu QUICK=1 scripts/gpu_bench.sh     # the same steps at toy sizes on CPU (checks the script)
 #
@@ -88,11 +88,14 @@ step all-a 5 "every variant, first half: engine path vs eager, estimates" -- \
 step all-b 5 "every variant, second half" -- \
   --archs "$ARCHS_B" --batches "1,80,$BIG" --estimates
 # 7. torch.compile: what it gains, what it costs (first call s = compile time), that it compiles each
-#    network once (fixed shapes), and that compiled images are still independent of their batch.
-step compile-a 6 "torch.compile, $COMPILE_A" -- \
-  --archs "$COMPILE_A" --batches "$BIG" --compile --fast-only --check-batch-invariance
-step compile-b 6 "torch.compile, $COMPILE_B" -- \
-  --archs "$COMPILE_B" --batches "$BIG" --compile --fast-only --check-batch-invariance
+#    network once (fixed shapes), and that compiled images are still independent of their batch. One
+#    compilation (sampling) or two (training: forward and backward) per step, to stay under the limit.
+step compile-a 5 "torch.compile, $COMPILE_A, sampling" -- \
+  --archs "$COMPILE_A" --batches "$BIG" --modes sample --compile --fast-only --check-batch-invariance
+step compile-b 5 "torch.compile, $COMPILE_B, sampling" -- \
+  --archs "$COMPILE_B" --batches "$BIG" --modes sample --compile --fast-only --check-batch-invariance
+step compile-train 5 "torch.compile, $COMPILE_A, training" -- \
+  --archs "$COMPILE_A" --batches "$BIG" --modes train --compile --fast-only
 # 8. DDIM-50 against DDPM-1000, end to end, at the report's size and grid.
 step ratio 2 "DDIM-50 vs DDPM-1000 wall time, full width, batch 80" -- \
   --archs baseline --batches 80 --modes sample --fast-only --sampler-ratio "${RATIO[@]}"

@@ -34,6 +34,7 @@ ORDER = [
     "all-b",
     "compile-a",
     "compile-b",
+    "compile-train",
     "ratio",
 ]
 CALL_LIMIT_S = 600  # what one call to a lent GPU machine may take
@@ -99,6 +100,7 @@ def test_every_step_parses_as_ddpm_bench_options(quick: bool) -> None:
     assert by_name["bf16"].bf16 and by_name["graphs"].cuda_graphs
     assert (by_name["layout-nchw"].channels_last, by_name["layout-nhwc"].channels_last) == ("off", "on")
     assert by_name["compile-a"].compile and by_name["compile-a"].check_batch_invariance
+    assert by_name["compile-a"].modes == "sample" and by_name["compile-train"].modes == "train"
     assert by_name["ratio"].sampler_ratio
     if not quick:  # the two halves are every variant, once
         import models
