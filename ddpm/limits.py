@@ -15,7 +15,8 @@ MAX_TRAIN_STEPS = 10**9
 MAX_SEED = 2**63 - 1  # training seeds; sampling seeds go through numpy's SeedSequence (non-negative)
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 256
 MAX_LR = 1.0  # lr is in (0, MAX_LR]
-# What a resume may change: everything else is part of the run's identity (model, data, optimiser).
+# What a resume may change: everything else is part of the run's identity (model, data, optimiser,
+# and arithmetic: TrainConfig.bf16 is not here on purpose).
 RESUMABLE_CHANGES = ("epochs", "max_steps", "checkpoint_every")
 
 # Sampling

@@ -13,11 +13,14 @@ import contextlib
 import logging
 import os
 import socket
+import sys
 import threading
 from typing import Any
 
 from celery import Celery, signals
 
+from ddpm.device import DeviceReport, cpu_report, probe_in_subprocess
+from ddpm.errors import InvalidOption
 from jobs.mirror import JobMirror, prune_now_and_then, restore_if_lost
 from jobs.orphans import sweep_orphans_now_and_then
 from jobs.publish import broker_options, publish
@@ -57,6 +60,36 @@ app.conf.update(
 )
 
 HEARTBEAT_TTL_FACTOR = 3  # a worker key outlives two missed beats
+# Exit status of a worker that cannot have the device it was configured for (sysexits' EX_CONFIG).
+DEVICE_UNAVAILABLE_EXIT = 78
+
+# The device this worker's jobs run on, resolved once at start-up (_check_device).
+device_report: DeviceReport | None = None
+
+
+@signals.worker_init.connect
+def _check_device(**_: Any) -> None:
+    """Resolve DDPM_DEVICE before the pool starts: a worker asked for CUDA that cannot get it exits
+    (DEVICE_UNAVAILABLE_EXIT) saying what driver it found and what it needs, instead of running every
+    job on the CPU; `auto` logs what it chose and why. The check runs in a child process because a
+    process that has initialised CUDA cannot pass it on to the pool processes it forks. Every job of
+    this worker then runs on the resolved device (settings.device), the device its heartbeat shows."""
+    global device_report
+    requested = settings.device
+    try:
+        report = cpu_report() if requested == "cpu" else probe_in_subprocess(requested)
+    except InvalidOption as err:  # DeviceUnavailable, or a DDPM_DEVICE that is not a device at all
+        # Celery has not set up logging yet at worker_init: stderr is where this is seen (docker logs).
+        print(f"worker not started: DDPM_DEVICE={requested}: {err}", file=sys.stderr, flush=True)
+        raise SystemExit(DEVICE_UNAVAILABLE_EXIT) from err
+    device_report = report
+    settings.device = report.device
+    print(f"DDPM_DEVICE={requested}: {_describe(report)}", file=sys.stderr, flush=True)
+
+
+def _describe(report: DeviceReport) -> str:
+    text = f"jobs run on {report.device} ({report.name}, torch {report.torch})"
+    return f"{text}; {report.note}" if report.note else text
 
 
 def job_store() -> JobStore:
@@ -88,9 +121,17 @@ class Heartbeat:
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "queue": settings.queue,
-            "device": settings.device,
+            "device": settings.device,  # resolved at start-up: cpu, cuda:0
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         }
+        if device_report is not None:
+            self.info.update(
+                device_requested=device_report.requested,
+                device_name=device_report.name,
+                torch=device_report.torch,
+                torch_cuda=device_report.torch_cuda,
+                driver=device_report.driver,
+            )
         self.thread = threading.Thread(target=self._run, name="ddpm-heartbeat", daemon=True)
 
     def _run(self) -> None:
@@ -130,7 +171,11 @@ def _on_ready(sender: Any = None, **_: Any) -> None:
         log.warning("could not check for jobs left by a previous %s: %s", hostname, err)
     _heartbeat = Heartbeat(hostname)
     _heartbeat.thread.start()
-    log.info("worker %s ready on queue %s (device %s)", hostname, settings.queue, settings.device)
+    requested = device_report.requested if device_report else settings.device
+    described = _describe(device_report) if device_report else f"jobs run on {settings.device}"
+    log.info(
+        "worker %s ready on queue %s; DDPM_DEVICE=%s: %s", hostname, settings.queue, requested, described
+    )
 
 
 @signals.worker_shutdown.connect

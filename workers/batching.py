@@ -13,6 +13,9 @@ would get alone. Its own message, delivered later, finds it running or finished 
 `run_job`. If this process dies, every claimed job's lease lapses and the sweep re-queues it with a new
 message (workers/app.py), like any job whose worker was lost.
 
+Batching happens only where the engine's sampling path promises that an image's bits do not depend
+on its batch (`shares_batches_exactly`: always on CPU eager and on CUDA, not for a compiled CPU path).
+
 Ending: the engine failing fails every job of the batch with the same error; a claimed job cancelled
 mid-batch ends `cancelled` at once (the batch goes on for the others; its images are dropped); the
 batch stops only when every job in it is cancelled. The leader's outcome is returned to `run_job`,
@@ -115,7 +118,7 @@ def gather(store: JobStore, batchable: BatchableJobs, key: str, batch: Batch) ->
     fit. Each is added as soon as it is claimed, so a Redis error part-way loses none of them."""
     leader = batch.leader
     room = _room(leader.spec.n, settings.sample_batch_size)
-    if settings.batch_window_s <= 0 or room <= 0:
+    if settings.batch_window_s <= 0 or room <= 0 or not shares_batches_exactly(settings.device):
         return
     time.sleep(settings.batch_window_s)  # let requests made at about the same time arrive
     worker = str(leader.job.get("worker") or "?")
@@ -140,6 +143,17 @@ def gather(store: JobStore, batchable: BatchableJobs, key: str, batch: Batch) ->
         batch.members.append(Member(store.get(job_id) or job, spec, reporter, lease))
         room -= spec.n
         log.info("job %s joins the batch of job %s (%s)", job_id, leader.id, started)
+
+
+def shares_batches_exactly(device: str) -> bool:
+    """Whether the engine's sampling path on `device` gives an image the same bits in any batch
+    (docs/architecture.md, Determinism). Where it does not (e.g. DDPM_COMPILE=1 on a CPU worker), jobs
+    are not batched together: a grid must not depend on which other requests arrived with it."""
+    from ddpm.device import resolve_device
+    from ddpm.fastpath import batch_invariant, sampling_path
+
+    resolved = resolve_device(device)
+    return batch_invariant(sampling_path(resolved), resolved)
 
 
 def _room(n: int, batch_size: int) -> int:

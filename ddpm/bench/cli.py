@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,6 +36,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--compile", action="store_true", help="torch.compile the fast path (time reported)")
     bench.add_argument("--bf16", action="store_true", help="bf16 autocast on the fast path (CUDA only)")
     bench.add_argument("--cuda-graphs", action="store_true", help="CUDA graphs for sampling calls (CUDA)")
+    bench.add_argument(
+        "--tf32",
+        choices=["on", "off"],
+        default="on",
+        help="TF32 convolutions and matmuls on the fast paths (CUDA; on is the engine's default). The "
+        "equality check against eager always runs with TF32 off",
+    )
     bench.add_argument("--fast-only", action="store_true", help="skip the eager reference rows")
     bench.add_argument("--estimates", action="store_true", help="print hours for the report's workloads")
     bench.add_argument(
@@ -73,7 +81,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from ddpm.bench.sampler_ratio import format_sampler_ratio, sampler_ratio
     from ddpm.device import resolve_device
     from ddpm.errors import InvalidOption
-    from ddpm.fastpath import FastPath, sampling_path, training_path
+    from ddpm.fastpath import sampling_path, training_path
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -88,13 +96,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if not cuda and (args.bf16 or args.cuda_graphs):
         print("note: --bf16 and --cuda-graphs apply on CUDA only; this run keeps fp32 eager calls")
     layout = {"auto": None, "on": True, "off": False}[args.channels_last]
+    # The engine's own paths for this device (fixed batch, TF32, layout), with the options asked for.
     fast: dict[str, FastPath] = {}
-    for mode, default in (("sample", sampling_path(device)), ("train", training_path(device))):
-        fast[mode] = FastPath(
+    for mode, default in (
+        ("sample", sampling_path(device, compile=args.compile)),
+        ("train", training_path(device)),
+    ):
+        fast[mode] = replace(
+            default,
             channels_last=default.channels_last if layout is None else layout,
             bf16=args.bf16 and cuda,
             compile=args.compile,
-            cuda_graphs=args.cuda_graphs and cuda and mode == "sample",
+            cuda_graphs=(args.cuda_graphs or default.cuda_graphs) and cuda and mode == "sample",
+            tf32=cuda and args.tf32 == "on",
         )
     yardstick = measure.MatmulYardstick(device)
     print(
@@ -148,11 +162,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if ratio is not None:
         print()
         print(format_sampler_ratio(ratio))
+    compiled = _compilations() if args.compile else None
+    if compiled is not None:
+        print()
+        print(f"torch.compile: {compiled} graphs compiled in this run (one per variant and mode expected)")
     if args.json:
         payload = {
             "device": str(device),
             "fast_paths": {mode: path.describe() for mode, path in fast.items()},
             "rows": [r.as_dict() for r in rows],
+            "compiled_graphs": compiled,
         }
         if ratio is not None:
             payload["sampler_ratio"] = ratio
@@ -177,6 +196,13 @@ def main(argv: list[str] | None = None) -> int:
     except (DdpmError, ConfigError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+
+
+def _compilations() -> int:
+    """Graphs Dynamo has compiled in this process (each recompile counts once)."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
 
 
 def _tolerance(fast: FastPath) -> float:

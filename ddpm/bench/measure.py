@@ -16,7 +16,7 @@ import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from ddpm.fastpath import (
     EpsFn,
     FastPath,
     InferenceRunner,
+    fp32_precision,
     prepare_for_training,
     to_layout,
 )
@@ -177,25 +178,40 @@ def bench_arch(
         "train": train_flops(reference, image_shape),
     }
     rows: list[Row] = []
+
+    def fresh() -> torch.nn.Module:
+        model = models.build_model(arch, width=width)
+        model.load_state_dict(reference.state_dict())
+        return model.to(device)
+
     for mode in modes:
-        # (label, path, is the plain eager reference)
-        label = fast[mode].describe() + (f", padded to {BATCH_MULTIPLE}" if mode == "sample" else "")
-        paths = [("eager", EAGER, True)] * compare_eager + [(label, fast[mode], False)]
+        path = fast[mode]
+        label = path.describe()
+        if mode == "sample" and not path.fixed_batch:
+            label += f", padded to {BATCH_MULTIPLE}"
+        paths = [("eager", EAGER, True)] * compare_eager + [(label, path, False)]
+        make = _sampling_call if mode == "sample" else _training_call
         for batch in batches:
-            outputs: list[torch.Tensor] = []
-            for name, path, reference_path in paths:
-                model = models.build_model(arch, width=width)
-                model.load_state_dict(reference.state_dict())
-                model = model.to(device)
-                if mode == "sample":
-                    call, output = _sampling_call(model, path, batch, image_shape, device, reference_path)
-                    work = batch  # image-steps per call
-                else:
-                    call, output = _training_call(model, path, batch, image_shape, device)
-                    work = batch  # images per step
+            error = None
+            if compare_eager:
+                # The equality check runs apart from the timed calls, on fresh networks, with TF32 off
+                # for convolutions and matmuls: it checks the fast path's code, and TF32's 10-bit
+                # products would differ from fp32 by more than the tolerance on their own. (Separate
+                # runners, since a CUDA graph or a compiled graph keeps the precision it was made with.)
+                with fp32_precision(False):
+                    outputs = [
+                        make(fresh(), replace(p, tf32=False), batch, image_shape, device, is_eager)[1]()
+                        for _, p, is_eager in paths
+                    ]
+                error = relative_error(outputs[1], outputs[0])
+                del outputs
+            for name, path_here, is_eager in paths:
+                call, _ = make(fresh(), path_here, batch, image_shape, device, is_eager)
+                work = batch  # image-steps per call when sampling, images per step when training
                 sync_device(device)
                 started = time.perf_counter()
-                outputs.append(output())  # the first call: compile and graph capture happen here
+                call()  # the first call: compile and graph capture happen here
+                sync_device(device)
                 first_call_s = time.perf_counter() - started
                 with _peak_memory(device) as peak:
                     pairing = paired(call, work * yardsticks[mode], yardstick, pairs)
@@ -213,13 +229,11 @@ def bench_arch(
                         fraction=pairing.fraction,
                         peak_mb=peak(),
                         first_call_s=first_call_s,
+                        max_rel_error=None if is_eager else error,
                     )
                 )
-                del model, call, output
+                del call
                 gc.collect()
-            if len(outputs) == 2:
-                eager_out, fast_out = outputs
-                rows[-1].max_rel_error = relative_error(fast_out, eager_out)
     return rows
 
 
@@ -253,10 +267,16 @@ def _sampling_call(
 
 
 def _training_call(
-    model: torch.nn.Module, path: FastPath, batch: int, image_shape: Sequence[int], device: torch.device
+    model: torch.nn.Module,
+    path: FastPath,
+    batch: int,
+    image_shape: Sequence[int],
+    device: torch.device,
+    reference: bool = False,
 ) -> tuple[Callable[[], Any], Callable[[], torch.Tensor]]:
-    """One optimiser step. Its output for the equality check is the parameter gradients of the first
-    batch, taken before any timed step (so both paths see the same weights and inputs)."""
+    """One optimiser step (as the trainer takes it: layout, bf16 autocast with the loss in fp32, TF32
+    under the path's setting). Its output for the equality check is the parameter gradients of the
+    first batch (so both paths see the same weights and inputs)."""
     model = prepare_for_training(model.train(), path)
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-4)
     x, t = _inputs(batch, image_shape, device)
@@ -265,9 +285,13 @@ def _training_call(
 
     def step() -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=path.bf16 and device.type == "cuda"):
-            loss = F.mse_loss(forward(to_layout(x, path), t).float(), target)
-        loss.backward()
+        with _precision(path, device):
+            with torch.autocast(
+                device.type, dtype=torch.bfloat16, enabled=path.bf16 and device.type == "cuda"
+            ):
+                out = forward(to_layout(x, path), t)
+            loss = F.mse_loss(out.float(), target)
+            loss.backward()
         return loss
 
     def first_gradients() -> torch.Tensor:
@@ -280,6 +304,13 @@ def _training_call(
         optimizer.step()
 
     return call, first_gradients
+
+
+def _precision(path: FastPath, device: torch.device) -> Any:
+    """TF32 as the path says on CUDA; otherwise the caller's setting (the equality check's IEEE)."""
+    from contextlib import nullcontext
+
+    return fp32_precision(True) if device.type == "cuda" and path.tf32 else nullcontext()
 
 
 @contextmanager
@@ -326,13 +357,19 @@ def sync_device(device: torch.device) -> None:
 def batch_invariant(
     arch: str, fast: FastPath, device: torch.device, width: float = 1.0, image_size: int = 32
 ) -> bool:
-    """Whether the fast path gives each image the same bits in a batch of 80 as in a batch of 8 (the
-    property request batching and 'a smaller n is a prefix of a larger one' rest on)."""
+    """Whether the fast path gives each image the same bits in a batch of 80 as in a batch of 8 and
+    wherever it sits in the batch (the property request batching and 'a smaller n is a prefix of a
+    larger one' rest on), under the path's own precision settings."""
     import models
 
     torch.manual_seed(0)
     model = models.build_model(arch, width=width).to(device)
     runner = InferenceRunner(model, fast)
     x, t = _inputs(80, (model.config.in_channels, image_size, image_size), device)
+    order = torch.randperm(80, generator=torch.Generator().manual_seed(1)).to(device)
     with torch.inference_mode():
-        return bool(torch.equal(runner(x, t)[:8], runner(x[:8], t[:8])))
+        full = runner(x, t)
+        return bool(
+            torch.equal(full[:8], runner(x[:8], t[:8]))
+            and torch.equal(full[order], runner(x[order], t[order]))
+        )
