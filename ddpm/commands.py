@@ -38,6 +38,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--checkpoint-every", type=int, default=10, help="epochs between kept checkpoints")
     train.add_argument("--ema", action="store_true", help="keep an EMA of the weights (decay --ema-decay)")
     train.add_argument("--ema-decay", type=float, default=0.9999)
+    train.add_argument(
+        "--bf16",
+        action="store_true",
+        help="bf16 autocast for the network on CUDA (loss and weights stay fp32)",
+    )
     train.add_argument("--image-size", type=int, default=32, help="for folder datasets (digits are upscaled)")
     train.add_argument("--schedule", default="linear", choices=["linear", "cosine"], help="noise schedule")
     train.add_argument(
@@ -136,6 +141,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             checkpoint_every=args.checkpoint_every,
             ema=args.ema,
             ema_decay=args.ema_decay,
+            bf16=args.bf16,
             image_size=args.image_size,
             schedule=args.schedule,
             dropout=args.dropout,

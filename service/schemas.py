@@ -85,6 +85,10 @@ class TrainRequest(BaseModel):
         10, ge=1, le=limits.MAX_EPOCHS, description="epochs between kept checkpoints"
     )
     ema: bool = False
+    bf16: bool = Field(
+        False,
+        description="bf16 autocast for the network on CUDA (loss, weights, AdamW stay fp32); fixed per run",
+    )
     schedule: Literal["linear", "cosine"] = Field(
         "linear", description="noise schedule (cosine: Nichol & Dhariwal)"
     )

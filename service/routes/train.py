@@ -72,6 +72,8 @@ def create_training(
 
 def _resumed_config(body: TrainRequest, record: dict[str, Any]) -> dict[str, Any]:
     """The run's stored config with only the fields a resume may change taken from the request."""
+    # An option the run predates had its default then (the engine reads old checkpoints the same way).
+    defaults = {name: field.default for name, field in TrainRequest.model_fields.items()}
     stored = dict(record.get("train_config") or {})
     asked = body.model_dump(include=body.model_fields_set - {"run_id", "resume"})
     if "arch" in asked and asked["arch"] != stored.get("arch"):
@@ -81,7 +83,9 @@ def _resumed_config(body: TrainRequest, record: dict[str, Any]) -> dict[str, Any
             asked["arch"],
         )
     fixed = sorted(
-        k for k in asked if k not in RESUMABLE_CHANGES and k != "arch" and asked[k] != stored.get(k)
+        k
+        for k in asked
+        if k not in RESUMABLE_CHANGES and k != "arch" and asked[k] != stored.get(k, defaults.get(k))
     )
     if fixed:
         raise invalid_field(
