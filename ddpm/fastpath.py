@@ -105,7 +105,7 @@ class InferenceRunner:
         if path.cuda_graphs and self.device.type != "cuda":
             self.path = path = replace(path, cuda_graphs=False)
         self.forward: EpsFn = torch.compile(self.model, dynamic=False) if path.compile else self.model
-        self._graphs: dict[tuple[int, ...], _CapturedCall] = {}
+        self._graphs: dict[tuple[object, ...], _CapturedCall] = {}
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         rows = x.shape[0]
@@ -117,7 +117,7 @@ class InferenceRunner:
 
     def _padded(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if self.path.cuda_graphs:
-            key = tuple(x.shape)
+            key = (*x.shape, t.dtype)  # heun feeds fractional (float) timesteps, the others int64
             if key not in self._graphs:
                 self._graphs[key] = _CapturedCall(self._call, x, t)
             return self._graphs[key](x, t)
