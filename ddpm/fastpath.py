@@ -210,7 +210,7 @@ class InferenceRunner:
             # CPU keeps the fp32 reference arithmetic; graphs and TF32 are CUDA features.
             self.path = path = replace(path, bf16=False, cuda_graphs=False, tf32=False)
         self.forward: EpsFn = compile_network(self.model, path) if path.compile else self.model
-        self._graphs: dict[tuple[int, ...], _CapturedCall] = {}
+        self._graphs: dict[tuple[object, ...], _CapturedCall] = {}
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         size = self.path.fixed_batch
@@ -224,7 +224,7 @@ class InferenceRunner:
 
     def _padded(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if self.path.cuda_graphs:
-            key = tuple(x.shape)
+            key = (*x.shape, t.dtype)  # heun feeds fractional (float) timesteps, the others int64
             if key not in self._graphs:
                 self._graphs[key] = _CapturedCall(self._call, x, t, self.device)
             return self._graphs[key](x, t)

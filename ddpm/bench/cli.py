@@ -46,6 +46,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--fast-only", action="store_true", help="skip the eager reference rows")
     bench.add_argument("--estimates", action="store_true", help="print hours for the report's workloads")
     bench.add_argument(
+        "--fid-samplers",
+        help="also print the hours of a 4096-sample FID per arch for these samplers, name[:steps] "
+        "comma-separated (e.g. ddpm,ddim:50,dpmpp_2m:20,heun:18); needs --modes sample",
+    )
+    bench.add_argument(
+        "--features-per-s",
+        type=float,
+        help="Inception images/s on this machine, to add features to --fid-samplers",
+    )
+    bench.add_argument(
+        "--gpu-tflops",
+        type=float,
+        help="sustained TFLOP/s assumed for the GPU column of --fid-samplers (default: ddpm/bench/report.py's)",
+    )
+    bench.add_argument(
         "--sampler-ratio",
         action="store_true",
         help="also time DDIM-50 against DDPM-1000 end to end (at --ratio-width, batch --ratio-batch)",
@@ -82,6 +97,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from ddpm.device import resolve_device
     from ddpm.errors import InvalidOption
     from ddpm.fastpath import sampling_path, training_path
+    from ddpm.sampler_cli import parse_sampler_list
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -92,6 +108,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if not set(modes) <= {"sample", "train"}:
         raise InvalidOption(f"--modes takes sample and/or train, got {args.modes!r}")
     batches = _ints(args.batches, "batches")
+    fid_specs = parse_sampler_list(args.fid_samplers) if args.fid_samplers else []
     cuda = device.type == "cuda"
     if not cuda and (args.bf16 or args.cuda_graphs):
         print("note: --bf16 and --cuda-graphs apply on CUDA only; this run keeps fp32 eager calls")
@@ -154,6 +171,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.estimates:
         print()
         print(report.format_estimates(rows))
+    fid_costs = None
+    if fid_specs:
+        fid_costs = report.fid_cost_estimates(
+            rows,
+            fid_specs,
+            features_per_s=args.features_per_s,
+            gpu_tflops=args.gpu_tflops or report.GPU_ASSUMED_TFLOPS,
+        )
+        print()
+        print(report.format_fid_costs(fid_costs, str(device)))
     ratio = (
         sampler_ratio(device, fast["sample"], args.ratio_width, args.ratio_batch)
         if args.sampler_ratio
@@ -175,6 +202,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         }
         if ratio is not None:
             payload["sampler_ratio"] = ratio
+        if fid_costs is not None:
+            payload["fid_costs"] = fid_costs
         args.json.write_text(json.dumps(payload, indent=2))
     if failures:
         print("fast path differs from eager beyond tolerance:\n  " + "\n  ".join(failures), file=sys.stderr)

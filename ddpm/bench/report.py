@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from ddpm.bench.measure import Row
+from ddpm.sampler_spec import SamplerSpec
 
 CIFAR_IMAGES = 50_000
 REPORT_EPOCHS = 100
@@ -95,4 +97,72 @@ def format_estimates(rows: Sequence[Row]) -> str:
         train = f"{training_hours(entry['train']):.1f}" if "train" in entry else "-"
         fid = f"{fid_sampling_hours(entry['sample']):.2f}" if "sample" in entry else "-"
         lines.append(f"| {arch} | {train} | {fid} |")
+    return "\n".join(lines)
+
+
+# --- a 4096-sample FID per sampler ---------------------------------------------------------------------
+
+# No GPU has run the bench yet (docs/performance.md), so a GPU's hours are the work divided by an assumed
+# sustained rate: an H200 peaks at ~989 dense bf16 / ~494 TF32 TFLOP/s; small UNets at batch 128 reach
+# a fraction of that. Replace it with the rate scripts/gpu_bench.sh measures once it has run.
+GPU_ASSUMED_TFLOPS = 150.0
+
+
+def fid_cost_estimates(
+    rows: Sequence[Row],
+    specs: Sequence[SamplerSpec],
+    samples: int = REPORT_FID_SAMPLES,
+    features_per_s: float | None = None,
+    gpu_tflops: float = GPU_ASSUMED_TFLOPS,
+) -> list[dict[str, Any]]:
+    """Hours of a `samples`-image FID per arch and sampler: sampling at the arch's fastest measured
+    sampling rate (network calls only: noise draws and updates are ~0.1% of a step), plus Inception
+    features at `features_per_s` when given; and the GPU's sampling hours at `gpu_tflops` (an estimate)."""
+    best: dict[str, Row] = {}
+    for row in rows:
+        if row.mode == "sample" and (row.arch not in best or row.throughput > best[row.arch].throughput):
+            best[row.arch] = row
+    estimates = []
+    for arch, row in best.items():
+        for spec in specs:
+            image_steps = samples * spec.nfe
+            sampling_h = image_steps / row.throughput / 3600
+            features_h = None if features_per_s is None else samples / features_per_s / 3600
+            estimates.append(
+                {
+                    "arch": arch,
+                    "sampler": spec.describe(),
+                    "nfe": spec.nfe,
+                    "samples": samples,
+                    "measured_batch": row.batch,
+                    "sampling_h": sampling_h,
+                    "features_h": features_h,
+                    "total_h": sampling_h + (features_h or 0.0),
+                    "gpu_sampling_h": image_steps * row.gflop_per_image / (gpu_tflops * 1e3) / 3600,
+                    "gpu_tflops_assumed": gpu_tflops,
+                }
+            )
+    return estimates
+
+
+def format_fid_costs(estimates: Sequence[dict[str, Any]], device: str) -> str:
+    if not estimates:
+        return "no sampling rows: run with --modes sample"
+    first = estimates[0]
+    features = first["features_h"] is not None
+    lines = [
+        f"4096-sample FID, hours on {device} at each arch's best measured sampling rate"
+        + (" (+ Inception features)" if features else " (sampling only)")
+        + f"; GPU: estimate at an assumed {first['gpu_tflops_assumed']:g} TFLOP/s, sampling only",
+        f"| arch | sampler | network calls | {device} sampling (h) | "
+        + ("with features (h) | " if features else "")
+        + "GPU estimate (min) |",
+        "|---|---|---:|---:|" + ("---:|" if features else "") + "---:|",
+    ]
+    for e in estimates:
+        total = f" {e['total_h']:.2f} |" if features else ""
+        lines.append(
+            f"| {e['arch']} | {e['sampler']} | {e['nfe']} | {e['sampling_h']:.2f} |{total} "
+            f"{e['gpu_sampling_h'] * 60:.2f} |"
+        )
     return "\n".join(lines)

@@ -22,6 +22,7 @@ from ddpm.fastpath import (
     sampling_path,
     training_path,
 )
+from ddpm.sampler_spec import SamplerSpec
 from ddpm.sampling import generate_images, generate_many
 from tests.conftest import TINY_WIDTH
 
@@ -73,12 +74,23 @@ def test_default_paths() -> None:
     assert not sampling_path("cuda").bf16
 
 
-def test_requests_batched_together_get_the_images_they_get_alone() -> None:
+@pytest.mark.parametrize(
+    "spec",
+    [
+        # DDIM with eta=1 draws fresh noise at every step, like DDPM, in 10 network calls instead of 1000.
+        SamplerSpec("ddim", 10, eta=1.0),
+        SamplerSpec("dpmpp_2m", 6, spacing="time", clip_x0=True),
+        SamplerSpec("dpmpp_2m", 6, spacing="logsnr"),
+        SamplerSpec("heun", 4, timestep="interpolated", churn=10.0),  # churn draws noise at each level
+        SamplerSpec("heun", 4, timestep="nearest"),
+    ],
+    ids=lambda spec: spec.describe(),
+)
+def test_requests_batched_together_get_the_images_they_get_alone(spec: SamplerSpec) -> None:
     torch.manual_seed(0)
     model = models.build_model("baseline", width=TINY_WIDTH)
     requests = [(3, 4), (0, 10), (3, 1), (7, 6)]  # (seed, n); seed 3 twice on purpose
-    # DDIM with eta=1 draws fresh noise at every step, like DDPM, in 10 network calls instead of 1000.
-    options = dict(sampler="ddim", steps=10, eta=1.0, image_size=16)
+    options = dict(sampler=spec, image_size=16)
     together = generate_many(model, requests, batch_size=8, **options)  # batches cut across requests
     for (seed, n), images in zip(requests, together, strict=True):
         alone = generate_images(model, n, seed, batch_size=128, **options)
