@@ -31,9 +31,7 @@ def batch_key(spec: SampleSpec) -> str:
     ref = spec.checkpoint
     shared = {
         "checkpoint": {"run_id": ref.run_id, "step": ref.step, "weights": ref.weights},
-        "sampler": spec.sampler,
-        "steps": spec.steps,
-        "eta": spec.eta,
+        **spec.sampler.cache_key(),
     }
     canonical = json.dumps(shared, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:KEY_LENGTH]

@@ -1,25 +1,26 @@
 """What a job is about, as it crosses from the API to a worker: the checkpoint a request means, and the
 content-addressed cache of sample grids on the data volume.
 
-A grid is a pure function of (checkpoint identity, seed, n, nrow, sampler, steps, eta): the engine draws
-image i's noise from (seed, i) alone. The key hashes exactly those, after normalising equivalent
-requests (ddpm always runs 1000 steps and has no eta; ddim's steps default to 50), so the same question
-asked twice finds the same file: samples/<k[:2]>/<k>.png, with a .json beside it saying what it is.
+A grid is a pure function of (checkpoint identity, seed, n, nrow, the sampler and every option of it that
+changes pixels): the engine draws image i's noise from (seed, i) alone. The key hashes exactly those, after
+normalising equivalent requests (SamplerSpec fills in each sampler's defaults and drops the options it does
+not read), so the same question asked twice finds the same file: samples/<k[:2]>/<k>.png, with a .json beside it saying what it is.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from ddpm.limits import DDPM_STEPS, DEFAULT_DDIM_STEPS
 from ddpm.runs import RunDir
+from ddpm.sampler_spec import SamplerSpec
 from ddpm.settings import samples_dir
 
+SAMPLER_FIELDS = frozenset(f.name for f in fields(SamplerSpec))
 KEY_LENGTH = 40  # hex digits of sha256 kept in file names: collisions stay out of reach
 
 
@@ -47,39 +48,18 @@ class CheckpointRef:
 
 @dataclass(frozen=True)
 class SampleSpec:
+    """One grid: a checkpoint, the seed, how many images, how they are laid out, and the sampler with
+    every option that changes pixels (a SamplerSpec, normalised, so equivalent requests are equal)."""
+
     checkpoint: CheckpointRef
     seed: int
     n: int
     nrow: int
-    sampler: str
-    steps: int
-    eta: float
-
-    @classmethod
-    def normalised(
-        cls,
-        checkpoint: CheckpointRef,
-        seed: int,
-        n: int,
-        nrow: int,
-        sampler: str,
-        steps: int | None,
-        eta: float,
-    ) -> SampleSpec:
-        if sampler == "ddpm":
-            steps, eta = DDPM_STEPS, 0.0
-        return cls(checkpoint, seed, n, nrow, sampler, steps or DEFAULT_DDIM_STEPS, float(eta))
+    sampler: SamplerSpec
 
     def options(self) -> dict[str, Any]:
         """Everything but the checkpoint that decides the grid's bytes."""
-        return {
-            "seed": self.seed,
-            "n": self.n,
-            "nrow": self.nrow,
-            "sampler": self.sampler,
-            "steps": self.steps,
-            "eta": self.eta,
-        }
+        return {"seed": self.seed, "n": self.n, "nrow": self.nrow, **self.sampler.cache_key()}
 
     def identity(self) -> dict[str, Any]:
         ref = self.checkpoint
@@ -101,7 +81,10 @@ class SampleSpec:
 
     def query(self) -> dict[str, Any]:
         """GET /samples arguments that name exactly this grid (the checkpoint pinned)."""
-        return {"run": self.checkpoint.run_id, "checkpoint": self.checkpoint.step, **self.options()}
+        options = {"seed": self.seed, "n": self.n, "nrow": self.nrow, **self.sampler.to_params()}
+        # Query strings say true/false, as the API's own documentation does.
+        shown = {k: (str(v).lower() if isinstance(v, bool) else v) for k, v in options.items()}
+        return {"run": self.checkpoint.run_id, "checkpoint": self.checkpoint.step, **shown}
 
     def url(self) -> str:
         return "/samples?" + urlencode(self.query())
@@ -111,12 +94,17 @@ class SampleSpec:
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> SampleSpec:
+        """The inverse of to_params; also reads jobs queued before samplers had options (sampler, steps,
+        eta only, eta 0.0 for ddpm)."""
         return cls(
             CheckpointRef.from_dict(params["checkpoint"]),
             params["seed"],
             params["n"],
             params["nrow"],
-            params["sampler"],
-            params["steps"],
-            params["eta"],
+            sampler_from_params(params),
         )
+
+
+def sampler_from_params(params: dict[str, Any]) -> SamplerSpec:
+    """The SamplerSpec among a job's flat parameters (what SamplerSpec.to_params wrote into them)."""
+    return SamplerSpec.from_params({k: v for k, v in params.items() if k in SAMPLER_FIELDS})

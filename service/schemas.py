@@ -23,6 +23,8 @@ from pydantic import (
 )
 
 from ddpm import limits
+from ddpm.errors import InvalidOption
+from ddpm.sampler_spec import SamplerSpec
 from jobs.settings import MAX_WAIT_S
 from models import ConfigError, ModelConfig, UnknownArchError, arch_config, resolve_arch
 from models.config import valid_image_sizes as models_valid_image_sizes
@@ -47,7 +49,57 @@ ArchName = Annotated[
 ]
 RunId = Annotated[str, Field(pattern=limits.RUN_ID_REGEX, description="a run id as listed by GET /runs")]
 Seed = Annotated[int, Field(ge=0, le=limits.MAX_SEED)]
-Sampler = Literal["ddpm", "ddim"]
+
+
+class SamplerFields(BaseModel):
+    """Which sampler, with which options (ddpm/sampler_spec.py). Each option applies to the samplers named
+    in its description; left out, it takes that sampler's default. A request that names an option its
+    sampler does not read is refused, so nobody believes they changed a grid they did not."""
+
+    sampler: Literal[limits.SAMPLERS] = Field(
+        "ddpm",
+        description="ddpm: the report's 1000 ancestral steps; ddim; dpmpp_2m: DPM-Solver++(2M); heun: Karras "
+        "et al.'s second-order sampler",
+    )
+    steps: int | None = Field(
+        None,
+        ge=1,
+        le=limits.MAX_SAMPLER_STEPS,
+        description="ddim, dpmpp_2m: network calls; heun: noise levels (2 * steps - 1 calls); ddpm: always "
+        f"{limits.DDPM_STEPS}. Defaults: {limits.DEFAULT_STEPS}",
+    )
+    eta: float | None = Field(
+        None, ge=0.0, le=1.0, description="ddim: 0 deterministic (default), 1 DDPM-like"
+    )
+    clip_x0: bool | None = Field(
+        None, description="all: clamp each step's predicted x0 to [-1, 1] (default: on for ddim only)"
+    )
+    variance: Literal[limits.DDPM_VARIANCES] | None = Field(
+        None, description="ddpm: beta (the report's, default) or beta_tilde (the posterior's)"
+    )
+    spacing: Literal[limits.DPM_SPACINGS] | None = Field(
+        None, description="dpmpp_2m: steps uniform in time or in log-SNR (default)"
+    )
+    timestep: Literal[limits.HEUN_TIMESTEPS] | None = Field(
+        None, description="heun: the network's t for a noise level, interpolated (default) or nearest"
+    )
+    churn: float | None = Field(None, ge=0.0, le=limits.MAX_CHURN, description="heun: S_churn (default 0)")
+    churn_tmin: float | None = Field(None, ge=0.0, le=limits.MAX_SIGMA, description="heun: S_tmin")
+    churn_tmax: float | None = Field(None, ge=0.0, le=limits.MAX_SIGMA, description="heun: S_tmax")
+    churn_noise: float | None = Field(
+        None, gt=0.0, le=limits.MAX_CHURN_NOISE, description="heun: S_noise (default 1)"
+    )
+
+    def sampler_spec(self) -> SamplerSpec:
+        return SamplerSpec(**self.model_dump(include=set(SamplerFields.model_fields)))
+
+    @model_validator(mode="after")
+    def _valid_sampler(self) -> SamplerFields:
+        try:
+            self.sampler_spec()
+        except InvalidOption as err:
+            raise ValueError(str(err)) from err
+        return self
 
 
 def check_dataset(spec: str) -> str:
@@ -171,7 +223,7 @@ def check_image_size(arch: str, config: ModelConfig, image_size: int) -> None:
         )
 
 
-class SampleQuery(BaseModel):
+class SampleQuery(SamplerFields):
     model_config = FINITE_QUERY
 
     arch: ArchName | None = None
@@ -182,9 +234,6 @@ class SampleQuery(BaseModel):
     checkpoint: int | None = Field(
         None, ge=0, le=limits.MAX_TRAIN_STEPS, description="a kept checkpoint's step (needs run)"
     )
-    sampler: Sampler = "ddpm"
-    steps: int | None = Field(None, ge=1, le=limits.MAX_SAMPLER_STEPS, description="ddim steps (default 50)")
-    eta: float = Field(0.0, ge=0.0, le=1.0, description="ddim eta: 0 deterministic, 1 DDPM-like")
     wait: float = Field(
         0.0, ge=0, le=MAX_WAIT_S, description="seconds to wait for the grid before answering 202"
     )
@@ -195,20 +244,10 @@ class SampleQuery(BaseModel):
             raise ValueError(
                 "give arch (its newest checkpoint is used) or run, e.g. ?arch=biggan&seed=0&n=80"
             )
-        _check_ddpm_options(self.sampler, self.steps, self.eta)
         return self
 
 
-def _check_ddpm_options(sampler: str, steps: int | None, eta: float) -> None:
-    if sampler == "ddpm" and steps not in (None, limits.DDPM_STEPS):
-        raise ValueError(
-            f"the ddpm sampler always runs {limits.DDPM_STEPS} steps; use sampler=ddim for {steps}"
-        )
-    if sampler == "ddpm" and eta != 0:
-        raise ValueError("eta applies to the ddim sampler only")
-
-
-class FidRequest(BaseModel):
+class FidRequest(SamplerFields):
     model_config = STRICT_BODY
 
     arch: ArchName | None = None
@@ -226,9 +265,6 @@ class FidRequest(BaseModel):
         limits.DEFAULT_FID_SAMPLES,
         description="samples to score; a list gives an FID-vs-N sweep from one sample set",
     )
-    sampler: Sampler = "ddpm"
-    steps: int | None = Field(None, ge=1, le=limits.MAX_SAMPLER_STEPS)
-    eta: float = Field(0.0, ge=0.0, le=1.0)
     seed: Seed = 0
     dataset: Literal["cifar10", "digits"] = Field("cifar10", description="reference statistics")
     batch_size: int = Field(128, ge=1, le=limits.MAX_BATCH)
@@ -245,7 +281,6 @@ class FidRequest(BaseModel):
     def _consistent(self) -> FidRequest:
         if self.arch is None and self.run is None:
             raise ValueError('give arch (its newest checkpoint is scored) or run, e.g. {"arch": "biggan"}')
-        _check_ddpm_options(self.sampler, self.steps, self.eta)
         return self
 
 

@@ -193,8 +193,6 @@ def _sample(store: JobStore, batch: Batch) -> dict[str, Any]:
         ref.path(settings.data_dir),
         [(m.spec.seed, m.spec.n) for m in batch.sampled],
         spec.sampler,
-        spec.steps,
-        spec.eta,
         device=settings.device,
         batch_size=settings.sample_batch_size,
         progress=_progress(store, batch),

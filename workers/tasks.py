@@ -16,7 +16,7 @@ from typing import Any
 from celery import Task
 
 from jobs.records import CANCELLED, FID, SAMPLE, SUCCEEDED, TASK_NAMES, TRAIN
-from jobs.specs import CheckpointRef
+from jobs.specs import CheckpointRef, sampler_from_params
 from jobs.store import JobStore
 from workers.app import app, job_store, settings
 from workers.batching import run_sampling
@@ -165,6 +165,7 @@ def run_fid(job: dict[str, Any], report: JobReporter) -> Outcome:
 
     params = job["params"]
     ref = CheckpointRef.from_dict(params["checkpoint"])
+    sampler = sampler_from_params(params)
 
     # A phase starts when the previous one last reported (or the job started), not at its own first
     # report, which comes only after its first batch.
@@ -194,9 +195,7 @@ def run_fid(job: dict[str, Any], report: JobReporter) -> Outcome:
         ref.path(settings.data_dir),
         params["n_samples"],
         params["seed"],
-        sampler=params["sampler"],
-        steps=params["steps"],
-        eta=params["eta"],
+        sampler=sampler,
         dataset=params["dataset"],
         data_dir=settings.data_dir,
         device=settings.device,
@@ -214,9 +213,8 @@ def run_fid(job: dict[str, Any], report: JobReporter) -> Outcome:
         "epoch": ref.epoch,
         "weights": ref.weights,
         "n_samples": params["n_samples"],
-        "sampler": params["sampler"],
-        "steps": params["steps"],
-        "eta": params["eta"],
+        **sampler.to_params(),
+        "sampler_nfe": sampler.nfe,
         "seed": params["seed"],
         "dataset": params["dataset"],
         "fid": fid,

@@ -25,10 +25,10 @@ def create_fid(
     params = {
         "checkpoint": ref.to_dict(),
         "arch": ref.arch,
-        **body.model_dump(include={"n_samples", "sampler", "steps", "eta", "seed", "dataset", "batch_size"}),
+        **body.model_dump(include={"n_samples", "seed", "dataset", "batch_size"}),
+        # The sampler with every default filled in, so the results table says what was run.
+        **body.sampler_spec().to_params(),
     }
-    if params["sampler"] == "ddim" and params["steps"] is None:
-        params["steps"] = 50  # recorded explicitly so the results table says what was run
     job_id, _ = submit(store, queue, FID, params, run_id=ref.run_id)
     response.headers["Location"] = f"/jobs/{job_id}"
     return Accepted(

@@ -84,7 +84,7 @@ async def samples(
 
 def _spec(settings: Settings, query: SampleQuery) -> SampleSpec:
     ref = resolve_checkpoint(settings.data_dir, query.arch, query.run, query.checkpoint)
-    return SampleSpec.normalised(ref, query.seed, query.n, query.nrow, query.sampler, query.steps, query.eta)
+    return SampleSpec(ref, query.seed, query.n, query.nrow, query.sampler_spec())
 
 
 def _cached_or_job(
