@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ddpm.fid.options import DEFAULT_N, parse_n_list
+from ddpm.sampler_cli import DefaultsHelp, add_sampler_arguments, spec_from_args
 from ddpm.settings import data_dir
 
 
@@ -16,6 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fid = subparsers.add_parser(
         "fid",
         help="FID of a checkpoint's samples (pytorch-fid's numbers, offline), stored in the results table",
+        formatter_class=DefaultsHelp,
     )
     source = fid.add_mutually_exclusive_group(required=True)
     source.add_argument("--arch", help="use the newest kept checkpoint of this variant")
@@ -27,9 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="samples, or a sweep from one sample set: 256,512,1024 (default 4096)",
     )
     fid.add_argument("--seed", type=int, default=0)
-    fid.add_argument("--sampler", default="ddpm", choices=["ddpm", "ddim"])
-    fid.add_argument("--steps", type=int, help="DDIM steps (default 50); DDPM always runs 1000")
-    fid.add_argument("--eta", type=float, default=0.0, help="DDIM eta")
+    add_sampler_arguments(fid)
     fid.add_argument(
         "--dataset", help="reference dataset: cifar10, digits, folder:<path> (default: the checkpoint's own)"
     )
@@ -89,7 +89,8 @@ def cmd_fid(args: argparse.Namespace) -> int:
     from ddpm.fid.results import save_result
 
     counts = parse_n_list(args.n)
-    check_options(counts, args.sampler, args.steps, args.eta, args.batch_size)
+    spec = spec_from_args(args)
+    check_options(counts, spec, batch_size=args.batch_size)
     root = data_dir(args.data_dir)
     checkpoint = pick_checkpoint(root, args)
     dataset = args.dataset or read_meta(checkpoint).get("train_config", {}).get("dataset", "cifar10")
@@ -99,9 +100,9 @@ def cmd_fid(args: argparse.Namespace) -> int:
             checkpoint,
             counts,
             args.seed,
-            args.sampler,
-            args.steps,
-            args.eta,
+            spec,
+            None,
+            None,
             dataset,
             root,
             args.device,
@@ -121,7 +122,7 @@ def cmd_fid(args: argparse.Namespace) -> int:
     print(
         f"{info['arch']} step {info['step']} (epoch {info['epoch']:.1f}, {info['weights']} weights), {checkpoint}"
     )
-    print(f"sampler {result.options['sampler']} ({result.options['steps']} steps), seed {args.seed}")
+    print(f"sampler {spec.describe()}, seed {args.seed}")
     print(f"reference: {result.reference}")
     width = max(len(str(n)) for n in result.fid)
     print(f"{'N'.rjust(width)}  FID")
