@@ -30,8 +30,10 @@ from ddpm.classifier.stats import MIN_EXPECTED, summarise
 from ddpm.classifier.store import ClassifierDir
 from ddpm.data import load_dataset
 from ddpm.device import resolve_device
-from ddpm.errors import DatasetUnavailable, InvalidOption
-from ddpm.limits import DDPM_STEPS, DEFAULT_CONFIDENCE, DEFAULT_DDIM_STEPS, DEFAULT_GRID_PER_CLASS
+from ddpm.errors import DatasetUnavailable
+from ddpm.limits import DEFAULT_CONFIDENCE, DEFAULT_GRID_PER_CLASS
+from ddpm.sampler_spec import SamplerSpec
+from ddpm.sampling import check_sample_options, sample_checkpoint
 from ddpm.seeding import STREAM_ANALYSIS, derive_seed
 from ddpm.settings import data_dir as default_data_dir
 
@@ -130,32 +132,20 @@ def _classify(
     return probabilities, summary, rows, rows_png(images, rows, per_class)
 
 
-def check_sampling(n: int, sampler: str, steps: int | None, eta: float) -> int:
-    """The sampler options as `ddpm sample` takes them; returns the steps that will run."""
-    from ddpm.sampling import check_sample_options
-
-    check_sample_options(n, sampler, steps, eta, 10)
-    if sampler == "ddpm" and steps not in (None, DDPM_STEPS):
-        raise InvalidOption(f"the ddpm sampler always runs {DDPM_STEPS} steps; use sampler ddim for fewer")
-    return DDPM_STEPS if sampler == "ddpm" else (steps or DEFAULT_DDIM_STEPS)
-
-
 def sample_images(
     checkpoint: Path,
     n: int,
     seed: int,
-    sampler: str,
-    steps: int | None,
-    eta: float,
+    spec: SamplerSpec,
     device: str,
     batch_size: int,
     progress: Callable[[int, int], None] | None,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """The checkpoint's images 0..n-1 of `seed`, through the sampling engine's public entry point (the
     one `ddpm sample` and the service's grids use), so image i is the grid's image i."""
-    from ddpm.sampling import sample_checkpoint
-
-    return sample_checkpoint(checkpoint, n, seed, sampler, steps, eta, device, batch_size, progress=progress)
+    return sample_checkpoint(
+        checkpoint, n, seed, spec, device=device, batch_size=batch_size, progress=progress
+    )
 
 
 def analyse_checkpoint(
@@ -163,9 +153,9 @@ def analyse_checkpoint(
     classifier: str | None = None,
     n: int = 1000,
     seed: int = 0,
-    sampler: str = "ddpm",
+    sampler: str | SamplerSpec = "ddpm",
     steps: int | None = None,
-    eta: float = 0.0,
+    eta: float | None = None,
     threshold: float = DEFAULT_CONFIDENCE,
     per_class: int = DEFAULT_GRID_PER_CLASS,
     data_dir: Path | None = None,
@@ -173,11 +163,12 @@ def analyse_checkpoint(
     batch_size: int = 128,
     progress: PhaseProgress | None = None,
 ) -> AnalysisResult:
-    """Classify n samples of a checkpoint. `classifier` None: the one classifier of its data set and
+    """Classify n samples of a checkpoint. The sampler is a SamplerSpec or, as in ddpm.sampling, a name
+    with steps and eta beside it. `classifier` None: the one classifier of the checkpoint's data set and
     size. Raises DdpmError subclasses; a progress callback may raise Cancelled."""
     started = time.perf_counter()
     check_analysis_options(n, threshold, per_class)
-    steps_run = check_sampling(n, sampler, steps, eta)
+    spec = check_sample_options(n, sampler, steps, eta)
     root = default_data_dir() if data_dir is None else Path(data_dir)
     checkpoint = Path(checkpoint)
     meta = read_meta(checkpoint)  # CheckpointError when missing, corrupt or not ours
@@ -194,7 +185,7 @@ def analyse_checkpoint(
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     images, sample_meta = sample_images(
-        checkpoint, n, seed, sampler, steps, eta, device, batch_size, _phase(progress, "sampling")
+        checkpoint, n, seed, spec, device, batch_size, _phase(progress, "sampling")
     )
     timings["sampling"] = time.perf_counter() - clock
     clock = time.perf_counter()
@@ -220,9 +211,11 @@ def analyse_checkpoint(
         options={
             "n": n,
             "seed": seed,
-            "sampler": sampler,
-            "steps": steps_run,
-            "eta": eta,
+            "sampler": spec.sampler,
+            "steps": spec.steps,
+            "eta": spec.eta or 0.0,  # as FID records keep it; sampler_spec has every option
+            "nfe": spec.nfe,
+            "sampler_spec": spec.to_params(),
             "threshold": threshold,
             "per_class": per_class,
             "device": str(torch_device),

@@ -10,6 +10,7 @@ from typing import Any
 
 from ddpm.errors import CheckpointError, InvalidOption
 from ddpm.limits import DEFAULT_ANALYSIS_SAMPLES, DEFAULT_CONFIDENCE, DEFAULT_GRID_PER_CLASS
+from ddpm.sampler_cli import add_sampler_arguments, spec_from_args
 from ddpm.settings import data_dir
 
 
@@ -87,9 +88,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--n", type=int, default=DEFAULT_ANALYSIS_SAMPLES, help="images (default 1000, as the report)"
     )
     analyse.add_argument("--seed", type=int, default=0, help="sampling seed, as for `ddpm sample`")
-    analyse.add_argument("--sampler", default="ddpm", choices=["ddpm", "ddim"])
-    analyse.add_argument("--steps", type=int, help="DDIM steps (default 50); DDPM always runs 1000")
-    analyse.add_argument("--eta", type=float, default=0.0, help="DDIM eta")
+    add_sampler_arguments(analyse)
     analyse.add_argument(
         "--threshold",
         type=float,
@@ -322,9 +321,9 @@ def cmd_analyse(args: argparse.Namespace) -> int:
                 args.classifier,
                 args.n,
                 args.seed,
-                args.sampler,
-                args.steps,
-                args.eta,
+                spec_from_args(args),
+                None,
+                None,
                 args.threshold,
                 args.per_class,
                 root,
@@ -358,7 +357,8 @@ def print_analysis(record: dict[str, Any]) -> None:
     else:
         print(
             f"{record['arch']} step {record['step']} (epoch {record['epoch']:.1f}, {record['weights']} weights), "
-            f"{record['n']} samples, seed {record['seed']}, {record['sampler']} {record['steps']} steps"
+            f"{record['n']} samples, seed {record['seed']}, {record['sampler']} {record['steps']} steps "
+            f"({record['nfe']} network calls)"
         )
     info = record["classifier_info"]
     accuracy = "-" if info.get("accuracy") is None else f"{info['accuracy']:.4f}"

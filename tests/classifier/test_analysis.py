@@ -20,6 +20,7 @@ from ddpm.classifier.results import compare_records, list_analyses, save_analysi
 from ddpm.classifier.store import ClassifierDir, read_classifier
 from ddpm.errors import InvalidOption
 from ddpm.runs import RunDir
+from ddpm.sampler_spec import SamplerSpec
 from ddpm.sampling import GRID_PADDING, sample_checkpoint
 from tests.classifier.conftest import CLASSIFIER, IMAGE_SIZE, RUN
 
@@ -68,6 +69,21 @@ def test_samples_are_the_sampling_engines_images(study_root: Path, run_checkpoin
             pixels = grid[top : top + IMAGE_SIZE, left : left + IMAGE_SIZE].transpose(2, 0, 1)
             assert np.array_equal(pixels, images[entry["index"]].numpy())
             assert int(probabilities[entry["index"]].argmax()) == row
+
+
+def test_any_sampler_spec_and_its_record(study_root: Path, run_checkpoint: Path) -> None:
+    """A SamplerSpec (here Heun, 3 noise levels = 5 network calls) samples exactly as ddpm.sampling does."""
+    spec = SamplerSpec("heun", 3)
+    record = analyse_checkpoint(
+        run_checkpoint, CLASSIFIER, n=N, seed=3, sampler=spec, data_dir=study_root, device="cpu"
+    ).to_record()
+    assert (record["sampler"], record["steps"], record["nfe"]) == ("heun", 3, 5)
+    assert SamplerSpec.from_params(record["sampler_spec"]) == spec
+    images, _ = sample_checkpoint(run_checkpoint, N, 3, spec, device="cpu")
+    net, _ = load_classifier(ClassifierDir.of(study_root, CLASSIFIER).weights_path)
+    assert (
+        record["counts"] == torch.bincount(class_probabilities(net, images).argmax(1), minlength=10).tolist()
+    )
 
 
 def test_the_threshold_only_moves_the_confident_counts(study_root: Path, run_checkpoint: Path) -> None:
