@@ -144,7 +144,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from ddpm.classifier.config import ClassifierConfig
     from ddpm.classifier.store import ClassifierDir, read_classifier
-    from ddpm.classifier.training import ClassifierHooks, default_name, train_classifier
+    from ddpm.classifier.training import ClassifierHooks, train_classifier
 
     root = data_dir(args.data_dir)
     if args.download:
@@ -173,7 +173,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             holdout=args.holdout,
             crop_padding=args.crop_padding,
         )
-        name = args.name or default_name(config)
+        name = args.name or config.default_name()
         if ClassifierDir.of(root, name).exists():
             raise InvalidOption(
                 f"classifier {name!r} already exists; pass --resume {name} to continue it, or --name another"

@@ -7,6 +7,7 @@ The network is a small ResNet: a 3x3 stem, three stages of `blocks` residual blo
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,6 +106,11 @@ class ClassifierConfig:
         if unknown:
             raise InvalidOption(f"unknown classifier training options {unknown}; valid: {sorted(known)}")
         return cls(**data)
+
+    def default_name(self) -> str:
+        """resnet-<dataset>-<size>px: the classifier's folder name when none is given."""
+        slug = re.sub(r"[^a-z0-9]+", "-", self.dataset.lower()).strip("-")
+        return f"resnet-{slug}-{self.image_size}px"[:128]
 
     def network(self, num_classes: int, in_channels: int = 3) -> ResNetSpec:
         return ResNetSpec(num_classes, in_channels, self.width, self.blocks)

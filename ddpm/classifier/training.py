@@ -10,7 +10,6 @@ its held-out accuracy, the split and the class names (ddpm/classifier/checkpoint
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -73,11 +72,6 @@ class ClassifierTrainResult:
     total_steps: int
     accuracy: float | None  # held-out accuracy of the finished classifier
     path: Path  # the classifier file (succeeded) or the latest training state (cancelled)
-
-
-def default_name(config: ClassifierConfig) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", config.dataset.lower()).strip("-")
-    return f"resnet-{slug}-{config.image_size}px"[:128]
 
 
 def labelled(data: ImageSet) -> tuple[torch.Tensor, tuple[str, ...]]:
@@ -164,7 +158,7 @@ class ClassifierTrainer:
         hooks: ClassifierHooks | None = None,
     ) -> None:
         self.config = config
-        self.folder = ClassifierDir.of(data_dir, name or default_name(config))
+        self.folder = ClassifierDir.of(data_dir, name or config.default_name())
         self.data_dir = Path(data_dir)
         self.device = resolve_device(device)
         self.hooks = hooks or ClassifierHooks()

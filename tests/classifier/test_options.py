@@ -176,6 +176,11 @@ def test_bad_training_options_are_refused(changes: dict[str, Any], message: str)
 def test_training_config_round_trips_and_names_resume_conflicts() -> None:
     config = ClassifierConfig("digits", epochs=3, seed=2)
     assert ClassifierConfig.from_dict(config.to_dict()) == config
+    assert config.default_name() == "resnet-digits-32px"
+    assert (
+        ClassifierConfig("folder:My Faces/v2", image_size=64).default_name()
+        == "resnet-folder-my-faces-v2-64px"
+    )
     assert config.resume_conflicts({**config.to_dict(), "epochs": 9}) == []
     assert config.resume_conflicts({**config.to_dict(), "seed": 1, "width": 16}) == ["seed", "width"]
     with pytest.raises(InvalidOption, match=r"unknown classifier training options \['depth'\]"):
