@@ -36,7 +36,7 @@ class Checkpoint:
         return int(self.meta["step"])
 
 
-def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, dict[str, Any]] = {}
     for index, per_param in state["state"].items():
@@ -48,7 +48,7 @@ def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], 
     return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
 
 
-def _unflatten_optimizer(tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> dict[str, Any]:
+def unflatten_optimizer(tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> dict[str, Any]:
     state: dict[int, dict[str, Any]] = {}
     for name, value in tensors.items():
         index, key = name.split(".", 1)
@@ -65,7 +65,7 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
         tensors.update({f"{prefix}.{name}": value for name, value in part.items()})
     metadata = {"format": FORMAT, "meta": json.dumps(checkpoint.meta, sort_keys=True)}
     if checkpoint.optimizer is not None:
-        optim_tensors, optim_info = _flatten_optimizer(checkpoint.optimizer)
+        optim_tensors, optim_info = flatten_optimizer(checkpoint.optimizer)
         tensors.update(optim_tensors)
         metadata["optimizer"] = json.dumps(optim_info)
     tensors = {name: value.detach().to("cpu").contiguous() for name, value in tensors.items()}
@@ -88,7 +88,7 @@ def load_checkpoint(path: Path, training_state: bool = False) -> Checkpoint:
                 groups[prefix][rest] = handle.get_tensor(name)
         optimizer = None
         if training_state and "optimizer" in handle.metadata():
-            optimizer = _unflatten_optimizer(groups["optim"], json.loads(handle.metadata()["optimizer"]))
+            optimizer = unflatten_optimizer(groups["optim"], json.loads(handle.metadata()["optimizer"]))
         return Checkpoint(meta, groups["model"], groups["ema"], optimizer, groups["rng"])
 
     checkpoint = _open(path, read)

@@ -18,7 +18,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ddpm.checkpoints import _flatten_optimizer, _unflatten_optimizer
+from ddpm.checkpoints import flatten_optimizer, unflatten_optimizer
 from ddpm.classifier.config import ResNetSpec
 from ddpm.classifier.model import ClassifierNet, SmallResNet, build_torchvision
 from ddpm.errors import CheckpointError
@@ -44,7 +44,7 @@ def save_classifier_file(path: Path, content: ClassifierFile) -> None:
         tensors["split.holdout"] = content.holdout.to(torch.int64)
     metadata = {"format": FORMAT, "meta": json.dumps(content.meta, sort_keys=True)}
     if content.optimizer is not None:
-        optim_tensors, optim_info = _flatten_optimizer(content.optimizer)
+        optim_tensors, optim_info = flatten_optimizer(content.optimizer)
         tensors.update(optim_tensors)
         metadata["optimizer"] = json.dumps(optim_info)
     tensors = {name: value.detach().to("cpu").contiguous() for name, value in tensors.items()}
@@ -64,7 +64,7 @@ def load_classifier_file(path: Path, training_state: bool = False) -> Classifier
                 groups[prefix][rest] = handle.get_tensor(name)
         optimizer = None
         if training_state and "optimizer" in handle.metadata():
-            optimizer = _unflatten_optimizer(groups["optim"], json.loads(handle.metadata()["optimizer"]))
+            optimizer = unflatten_optimizer(groups["optim"], json.loads(handle.metadata()["optimizer"]))
         return ClassifierFile(meta, groups["net"], groups["split"].get("holdout"), optimizer, groups["rng"])
 
     content = _open(path, read)

@@ -15,8 +15,8 @@ from ddpm.classifier.store import ClassifierDir, read_classifier
 from ddpm.classifier.training import ClassifierHooks, train_classifier
 from ddpm.data import load_digits
 from ddpm.errors import CheckpointError, DatasetUnavailable, InvalidOption
-from tests.classifier.conftest import CLASSIFIER, IMAGE_SIZE, TINY_CLASSIFIER
 from tests.conftest import make_image_folder
+from tests.ddpm.classifier.conftest import CLASSIFIER, IMAGE_SIZE, TINY_CLASSIFIER
 
 # Two epochs of 23 steps (1438 training images, batch 64) on 8px digits at width 4: short, crosses an epoch.
 SHORT = dataclasses.replace(TINY_CLASSIFIER, epochs=2, batch_size=64, width=4)

@@ -10,7 +10,7 @@ import pytest
 
 from ddpm.classifier.results import grid_path
 from ddpm.cli import main
-from tests.classifier.conftest import CLASSIFIER, RUN
+from tests.ddpm.classifier.conftest import CLASSIFIER, RUN
 
 
 def _run(capsys: pytest.CaptureFixture[str], root: Path, *argv: str) -> tuple[int, str, str]:

@@ -18,7 +18,7 @@ from ddpm.classifier.store import ClassifierDir
 from ddpm.classifier.torchvision_import import IMAGENET_MEAN, IMAGENET_STD, import_torchvision
 from ddpm.data import load_digits
 from ddpm.errors import InvalidOption
-from tests.classifier.conftest import IMAGE_SIZE
+from tests.ddpm.classifier.conftest import IMAGE_SIZE
 
 HOLDOUT = 0.05  # about 90 held-out digits: enough to measure, quick for a DenseNet on the CPU
 

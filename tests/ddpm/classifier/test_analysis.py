@@ -22,7 +22,7 @@ from ddpm.errors import InvalidOption
 from ddpm.runs import RunDir
 from ddpm.sampler_spec import SamplerSpec
 from ddpm.sampling import GRID_PADDING, sample_checkpoint
-from tests.classifier.conftest import CLASSIFIER, IMAGE_SIZE, RUN
+from tests.ddpm.classifier.conftest import CLASSIFIER, IMAGE_SIZE, RUN
 
 N = 24
 SAMPLING = {"sampler": "ddim", "steps": 2, "device": "cpu"}
