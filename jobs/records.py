@@ -14,9 +14,16 @@ TERMINAL_STATES = (SUCCEEDED, FAILED, CANCELLED)
 STATES = ACTIVE_STATES + TERMINAL_STATES
 
 TRAIN, SAMPLE, FID = "train", "sample", "fid"
-KINDS = (TRAIN, SAMPLE, FID)
+ANALYSIS, CLASSIFIER = "analysis", "classifier"  # the classifier study (docs/analysis.md)
+KINDS = (TRAIN, SAMPLE, FID, ANALYSIS, CLASSIFIER)
 # Jobs are published under these names (jobs/publish.py); workers/tasks.py registers tasks under them.
-TASK_NAMES = {TRAIN: "ddpm.train", SAMPLE: "ddpm.sample", FID: "ddpm.fid"}
+TASK_NAMES = {
+    TRAIN: "ddpm.train",
+    SAMPLE: "ddpm.sample",
+    FID: "ddpm.fid",
+    ANALYSIS: "ddpm.analysis",
+    CLASSIFIER: "ddpm.classifier",
+}
 
 JSON_FIELDS = ("params", "result")
 FLOAT_FIELDS = ("progress", "loss", "eta_s", "created", "started", "finished", "updated", "heartbeat")

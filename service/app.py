@@ -20,7 +20,19 @@ from jobs.store import JobStore
 from service.deps import require_api_key
 from service.errors import install_handlers
 from service.middleware import BodySizeLimit
-from service.routes import archs, fid, health, jobs, metrics, plots, runs, samples, train
+from service.routes import (
+    analysis,
+    archs,
+    classifiers,
+    fid,
+    health,
+    jobs,
+    metrics,
+    plots,
+    runs,
+    samples,
+    train,
+)
 from service.web import install_web
 
 DESCRIPTION = """Train, sample and score (FID) the DDPM UNet variants of *Newer Architectures for Diffusion*.
@@ -70,6 +82,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     guarded = [Depends(require_api_key)]
     for module in (archs, train, jobs, runs, samples, fid, plots, metrics):
+        app.include_router(module.router, dependencies=guarded)
+    for module in (analysis, classifiers):  # the classifier study (docs/analysis.md)
         app.include_router(module.router, dependencies=guarded)
     app.include_router(health.router)  # probes carry no key
     install_web(app)  # the page at / (no key: it holds no data; its requests carry the key)

@@ -1,4 +1,5 @@
-"""The three job kinds. Each task takes only a job id: its parameters are in the job record.
+"""The job kinds (the classifier study's two run workers/classifier_jobs.py). Each task takes only a job
+id: its parameters are in the job record.
 
 The engine (and so torch) is imported inside the task bodies, in the pool process that runs them.
 """
@@ -15,11 +16,12 @@ from typing import Any
 
 from celery import Task
 
-from jobs.records import CANCELLED, FID, SAMPLE, SUCCEEDED, TASK_NAMES, TRAIN
+from jobs.records import ANALYSIS, CANCELLED, CLASSIFIER, FID, SAMPLE, SUCCEEDED, TASK_NAMES, TRAIN
 from jobs.specs import CheckpointRef, sampler_from_params
 from jobs.store import JobStore
 from workers.app import app, job_store, settings
 from workers.batching import run_sampling
+from workers.classifier_jobs import run_analysis, run_classifier_training
 from workers.outcomes import Outcome, low_space_outcome, outcome_of, record_outcome, settle_run
 from workers.progress import JobLease, JobReporter
 from workers.throughput import SAMPLE_PHASE, TRAIN_PHASE, SamplingMeter, Throughput
@@ -78,6 +80,16 @@ def sample_task(self: Task, job_id: str) -> None:
 @app.task(name=TASK_NAMES[FID], bind=True)
 def fid_task(self: Task, job_id: str) -> None:
     run_job(self, job_id, run_fid)
+
+
+@app.task(name=TASK_NAMES[ANALYSIS], bind=True)
+def analysis_task(self: Task, job_id: str) -> None:
+    run_job(self, job_id, run_analysis)
+
+
+@app.task(name=TASK_NAMES[CLASSIFIER], bind=True)
+def classifier_task(self: Task, job_id: str) -> None:
+    run_job(self, job_id, run_classifier_training)
 
 
 def run_training(job: dict[str, Any], report: JobReporter) -> Outcome:
