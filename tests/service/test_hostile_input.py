@@ -17,6 +17,8 @@ from models import arch_config, arch_names
 BASE_BODIES = {
     "/train": {"arch": "biggan", "dataset": "digits", "image_size": 16},
     "/fid": {"arch": "biggan"},
+    "/analysis": {"arch": "biggan"},
+    "/classifiers": {"dataset": "digits"},
 }
 BASE_QUERIES = {"/samples": {"arch": "biggan"}}
 PATH_VALUES = {"{run_id}": "no-such-run", "{job_id}": "0" * 32}

@@ -39,7 +39,8 @@ from jobs.settings import Settings
 settings = Settings(redis_url={settings.redis_url!r}, data_dir={str(settings.data_dir)!r},
                     key_prefix={settings.key_prefix!r}, queue={settings.key_prefix + "-idle"!r})
 client = TestClient(create_app(settings))
-paths = ("/archs", "/runs", "/runs/rdn-local", "/fid", "/jobs", "/healthz", "/runs/rdn-local/loss.png", "/fid/plot.png", "/metrics")
+paths = ("/archs", "/runs", "/runs/rdn-local", "/fid", "/jobs", "/healthz", "/runs/rdn-local/loss.png", "/fid/plot.png", "/metrics",
+         "/analysis", "/analysis?format=markdown", "/classifiers")
 codes = [client.get(p).status_code for p in paths]
 codes.append(client.get("/samples", params={{"arch": "deep"}}).status_code)
 sample = client.get("/samples", params={{"arch": "rdn", "n": 2, "seed": 99}})
@@ -48,7 +49,7 @@ client.delete("/jobs/" + sample.json()["job_id"])
 print(json.dumps({{"codes": codes, "torch": "torch" in sys.modules}}))
 """
     out = _run(code)
-    assert out == {"codes": [200] * 9 + [409, 202], "torch": False}
+    assert out == {"codes": [200] * 12 + [409, 202], "torch": False}
 
 
 def test_redis_down_is_503_with_a_clear_message(idle_settings: Settings) -> None:
