@@ -1,5 +1,6 @@
 // The page: tabs routed by the URL's hash (#view or #view/argument, so a run's page can be bookmarked),
 // the API key field, and the service's readiness in the header.
+import { analysisView } from "./analysis.js";
 import { apiKey, send, setApiKey } from "./api.js";
 import { compareView } from "./compare.js";
 import { h } from "./dom.js";
@@ -9,7 +10,7 @@ import { jobsView } from "./jobs.js";
 import { runsView } from "./runs.js";
 import { trainView } from "./train.js";
 
-const views = [compareView(), epochsView(), jobsView(), runsView(), fidView(), trainView()];
+const views = [compareView(), epochsView(), jobsView(), runsView(), fidView(), analysisView(), trainView()];
 const nav = document.getElementById("tabs");
 const main = document.getElementById("views");
 const sections = new Map();
