@@ -3,8 +3,8 @@
 // compare two analyses (two variants, or one run's epochs); train a classifier. #analysis/<id> shows an
 // analysis, #analysis/compare/<a>/<b> a comparison, so both can be bookmarked.
 import { json, query } from "./api.js";
-import { analysisFigure, comparisonFigure, describeSource } from "./analysischart.js";
-import { clear, formatEpoch, formatNumber, formatTime, h, message, progressBar, table } from "./dom.js";
+import { analysisFigure, comparisonFigure, decimal, describeSource } from "./analysischart.js";
+import { clear, formatEpoch, formatTime, h, message, progressBar, table } from "./dom.js";
 import { watchJob } from "./jobwatch.js";
 import { fieldErrors } from "./train.js";
 
@@ -135,7 +135,7 @@ export function analysisView() {
       h("option", { value: "" }, "automatic: the only one that fits"),
       classifiers
         .filter((c) => c.ready)
-        .map((c) => h("option", { value: c.name }, `${c.name} · ${c.dataset} ${c.image_size}px · accuracy ${c.accuracy === null ? "–" : formatNumber(c.accuracy)}`)),
+        .map((c) => h("option", { value: c.name }, `${c.name} · ${c.dataset} ${c.image_size}px · accuracy ${decimal(c.accuracy)}`)),
     );
     if ([...classifier.options].some((option) => option.value === keep)) classifier.value = keep;
     clear(classifierList, classifiers.length ? classifierTable(classifiers) : message("info", "No classifier yet: train one below (digits take minutes on a CPU; CIFAR-10 wants a GPU worker)."));
@@ -159,10 +159,10 @@ export function analysisView() {
           { title: "Classifier", cell: (row) => row.classifier },
           { title: "N", cell: (row) => String(row.n), className: "num" },
           { title: "Classes", cell: (row) => `${row.classes_present}/${row.classes}`, className: "num" },
-          { title: "Entropy / log K", cell: (row) => formatNumber(row.entropy_normalised), className: "num" },
-          { title: "TV (noise p95)", cell: (row) => `${formatNumber(row.total_variation)} (${formatNumber(row.null_total_variation_p95)})`, className: "num" },
+          { title: "Entropy / log K", cell: (row) => decimal(row.entropy_normalised), className: "num" },
+          { title: "TV (noise p95)", cell: (row) => `${decimal(row.total_variation)} (${decimal(row.null_total_variation_p95)})`, className: "num" },
           { title: "Differs from data", cell: (row) => (row.measurably_different ? "yes" : "no") },
-          { title: "Confident", cell: (row) => formatNumber(row.confident_share), className: "num" },
+          { title: "Confident", cell: (row) => decimal(row.confident_share), className: "num" },
         ],
         analyses,
         { rowAttrs: (row) => ({ dataset: { id: row.id }, class: shown === row.id ? "selected" : undefined }) },
@@ -255,7 +255,7 @@ function classifierTable(classifiers) {
     [
       { title: "Name", cell: (c) => c.name },
       { title: "Data set", cell: (c) => `${c.dataset} ${c.image_size}px` },
-      { title: "Held-out accuracy (95% CI)", cell: (c) => (c.accuracy === null || c.accuracy === undefined ? "–" : `${formatNumber(c.accuracy)} (${c.accuracy_ci95.map((v) => formatNumber(v)).join("–")})`), className: "num" },
+      { title: "Held-out accuracy (95% CI)", cell: (c) => (c.accuracy === null || c.accuracy === undefined ? "–" : `${decimal(c.accuracy)} (${c.accuracy_ci95.map((v) => decimal(v)).join("–")})`), className: "num" },
       { title: "Held out", cell: (c) => String(c.split?.n_holdout ?? "–"), className: "num" },
       { title: "Epochs", cell: (c) => String(c.epoch ?? "–"), className: "num" },
       { title: "Status", cell: (c) => h(`span.state.${c.status}`, { title: c.error ?? "" }, c.status) },

@@ -3,7 +3,7 @@
 // of images unlike its data, so the confident share reads as "recognisable" only once the histogram
 // shows the classes are covered.
 import { apiImage } from "./api.js";
-import { formatEpoch, formatNumber, h, table } from "./dom.js";
+import { formatEpoch, h, table } from "./dom.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const GRID_PADDING = 2; // pixels between and around the grid's images (torchvision's make_grid)
@@ -25,6 +25,8 @@ function describeSampling(row) {
   return `N=${row.n}, seed ${row.seed}, ${row.sampler}${steps}`;
 }
 
+/** A fraction or statistic with fixed decimals (0 shows as 0.000, not as the integer 0). */
+export const decimal = (value, digits = 3) => (value === null || value === undefined ? "–" : Number(value).toFixed(digits));
 const percent = (value) => (value === null || value === undefined ? "–" : `${(100 * value).toFixed(1)}%`);
 const interval = (ci) => (ci ? `${percent(ci[0])}–${percent(ci[1])}` : "");
 const pValue = (p) => (p === null || p === undefined ? "–" : p >= 1e-3 ? p.toFixed(3) : p.toExponential(1));
@@ -143,13 +145,13 @@ export function analysisFigure(record) {
   const accuracy = record.classifier_info?.accuracy;
   const facts = [
     ["Classes drawn", `${entropy.classes_present} of ${names.length}`],
-    ["Entropy / log K", `${formatNumber(entropy.normalised)} (data set ${formatNumber(entropy.dataset_normalised)}; 1 = every class equally)`],
+    ["Entropy / log K", `${decimal(entropy.normalised)} (data set ${decimal(entropy.dataset_normalised)}; 1 = every class equally)`],
     [
       "Total variation from the data set",
-      h("span", {}, `${formatNumber(divergence.total_variation)} (sampling noise alone at N=${record.n}: mean ${formatNumber(divergence.null_total_variation_mean)}, 95th percentile ${formatNumber(divergence.null_total_variation_p95)}) `, verdict(record)),
+      h("span", {}, `${decimal(divergence.total_variation)} (sampling noise alone at N=${record.n}: mean ${decimal(divergence.null_total_variation_mean)}, 95th percentile ${decimal(divergence.null_total_variation_p95)}) `, verdict(record)),
     ],
-    ["Chi-square fit", `${formatNumber(divergence.chi_square, 1)} on ${divergence.dof} dof, p = ${pValue(divergence.p_value)}`],
-    [`Confident share (≥ ${record.threshold})`, `${percent(record.confident_share)} (95% CI ${interval(record.confident_share_ci95)}); mean confidence ${formatNumber(record.mean_confidence)}`],
+    ["Chi-square fit", `${decimal(divergence.chi_square, 1)} on ${divergence.dof} dof, p = ${pValue(divergence.p_value)}`],
+    [`Confident share (≥ ${record.threshold})`, `${percent(record.confident_share)} (95% CI ${interval(record.confident_share_ci95)}); mean confidence ${decimal(record.mean_confidence)}`],
   ];
   if (record.kind === "real") facts.push(["Accuracy against the true labels", percent(record.label_accuracy)]);
   return h(
@@ -179,7 +181,7 @@ export function analysisFigure(record) {
         { title: "Count", cell: (c) => String(c.count), className: "num" },
         { title: "Share (95% CI)", cell: (c) => `${percent(c.share)} (${interval(c.share_ci95)})`, className: "num" },
         { title: "Data set", cell: (c) => percent(c.dataset_share), className: "num" },
-        { title: "Mean confidence", cell: (c) => formatNumber(c.mean_confidence), className: "num" },
+        { title: "Mean confidence", cell: (c) => decimal(c.mean_confidence), className: "num" },
         { title: `Confident (≥ ${record.threshold})`, cell: (c) => (c.count ? `${c.confident} of ${c.count} (${percent(c.confident_share)})` : "–"), className: "num" },
       ],
       classes,
@@ -205,8 +207,8 @@ export function comparisonFigure(compared) {
     { name: "Source", cell: (row) => describeSource(row) },
     { name: "Sampling", cell: (row) => describeSampling(row) },
     { name: "Classes drawn", cell: (row) => `${row.classes_present} of ${row.classes}` },
-    { name: "Entropy / log K", cell: (row) => formatNumber(row.entropy_normalised) },
-    { name: "TV from the data set (noise p95)", cell: (row) => `${formatNumber(row.total_variation)} (${formatNumber(row.null_total_variation_p95)})` },
+    { name: "Entropy / log K", cell: (row) => decimal(row.entropy_normalised) },
+    { name: "TV from the data set (noise p95)", cell: (row) => `${decimal(row.total_variation)} (${decimal(row.null_total_variation_p95)})` },
     { name: "Measurably different from the data set", cell: (row) => (row.measurably_different ? "yes" : "no") },
     { name: "Confident share", cell: (row) => percent(row.confident_share) },
   ];
@@ -217,7 +219,7 @@ export function comparisonFigure(compared) {
     h(
       "p.summary-line",
       {},
-      `Between A and B: total variation ${formatNumber(comparison.total_variation)}; chi-square test of homogeneity ${formatNumber(comparison.chi_square, 1)} on ${comparison.dof} dof, p = ${pValue(comparison.p_value)}: `,
+      `Between A and B: total variation ${decimal(comparison.total_variation)}; chi-square test of homogeneity ${decimal(comparison.chi_square, 1)} on ${comparison.dof} dof, p = ${pValue(comparison.p_value)}: `,
       difference,
     ),
     h("p.note.caveat", {}, CAVEAT),
