@@ -18,7 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from jobs import telemetry
 from jobs.publish import queue_lists
-from jobs.records import KINDS, RUNNING, STATES, TERMINAL_STATES, TRAIN
+from jobs.records import CLASSIFIER, KINDS, RUNNING, STATES, TERMINAL_STATES, TRAIN
 from jobs.registry import WorkerRegistry
 from jobs.settings import Settings
 from jobs.store import JobStore
@@ -178,7 +178,7 @@ def _work(totals: dict[tuple[str, str], float]) -> Iterator[Metric]:
         labels=["kind"],
     )
     for kind in KINDS:
-        if kind != TRAIN:
+        if kind not in (TRAIN, CLASSIFIER):  # the kinds that sample (a classifier's training does not)
             sampled.add_metric([kind], totals.get((kind, telemetry.IMAGES), 0.0))
             image_steps.add_metric([kind], totals.get((kind, telemetry.IMAGE_STEPS), 0.0))
     yield from (sampled, image_steps)
