@@ -255,7 +255,7 @@ function classifierTable(classifiers) {
     [
       { title: "Name", cell: (c) => c.name },
       { title: "Data set", cell: (c) => `${c.dataset} ${c.image_size}px` },
-      { title: "Held-out accuracy (95% CI)", cell: (c) => (c.accuracy === null || c.accuracy === undefined ? "–" : `${decimal(c.accuracy)} (${c.accuracy_ci95.map((v) => decimal(v)).join("–")})`), className: "num" },
+      { title: "Held-out accuracy (95% CI)", cell: (c) => `${decimal(c.accuracy)}${c.accuracy_ci95 ? ` (${c.accuracy_ci95.map((v) => decimal(v)).join("–")})` : ""}`, className: "num" },
       { title: "Held out", cell: (c) => String(c.split?.n_holdout ?? "–"), className: "num" },
       { title: "Epochs", cell: (c) => String(c.epoch ?? "–"), className: "num" },
       { title: "Status", cell: (c) => h(`span.state.${c.status}`, { title: c.error ?? "" }, c.status) },
