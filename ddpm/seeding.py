@@ -8,6 +8,11 @@ import numpy as np
 STREAM_IMAGE_NOISE = 0
 STREAM_EPOCH_ORDER = 1
 STREAM_TRAINING = 2
+# Evaluation metrics (ddpm.fid.scoring): subsets, resamples and shuffles, one stream each.
+STREAM_KID_SUBSETS = 3
+STREAM_FID_BOOTSTRAP = 4
+STREAM_FID_INFINITY = 5
+STREAM_IS_SHUFFLE = 6
 
 
 def derive_seed(seed: int, stream: int, index: int = 0) -> int:

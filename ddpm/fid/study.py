@@ -1,0 +1,138 @@
+"""Measure what docs/fid.md's metrics section quotes (run on a quiet machine; they print their commands).
+
+    python -m ddpm.fid.study frechet-speed [--rows 4096] [--repeats 3]
+    python -m ddpm.fid.study real-vs-real --dataset digits --image-size 16 --n 256,512,898 [--seed 0]
+
+`frechet-speed` times one 2048 x 2048 Frechet distance by pytorch-fid (scipy's sqrtm) and by the
+symmetric-eigenproblem path (ddpm.fid.frechet), from full-rank pool3-like statistics, and reports how
+far apart the two values are. `real-vs-real` splits a dataset's cached reference feature set (all
+digits: ddpm fid-reference computes it) into two disjoint seeded halves and scores the first N rows of
+one half against the other with every metric: what each metric says when there is nothing to find.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from ddpm.fid.frechet import FrechetReference
+from ddpm.fid.metrics import knn_radii
+from ddpm.fid.options import FEATURE_DIMS, PR_NEIGHBOURS, MetricOptions, parse_n_list
+from ddpm.fid.reference import ReferenceFeatures, load_reference_features, reference_features_path
+from ddpm.fid.results import markdown_table, table_rows
+from ddpm.fid.scoring import score_features
+from ddpm.settings import data_dir as default_data_dir
+
+
+def pool3_like_statistics(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and covariance of non-negative, correlated 2048-d features (full rank when rows > 2048)."""
+    rng = np.random.default_rng(seed)
+    mixing = np.random.default_rng(12345).standard_normal((FEATURE_DIMS, FEATURE_DIMS)) / np.sqrt(
+        FEATURE_DIMS
+    )
+    spectrum = np.geomspace(2.0, 0.01, FEATURE_DIMS)
+    features = np.abs((rng.standard_normal((rows, FEATURE_DIMS)) * spectrum) @ mixing + 0.3)
+    return features.mean(axis=0), np.cov(features, rowvar=False)
+
+
+def frechet_speed(rows: int, repeats: int) -> None:
+    from pytorch_fid.fid_score import calculate_frechet_distance
+
+    mu1, sigma1 = pool3_like_statistics(rows, 1)
+    mu2, sigma2 = pool3_like_statistics(rows, 2)
+    slow_times, fast_times = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        expected = calculate_frechet_distance(mu1, sigma1, mu2, sigma2)
+        slow_times.append(time.perf_counter() - start)
+    start = time.perf_counter()
+    reference = FrechetReference(mu2, sigma2)
+    setup = time.perf_counter() - start
+    for _ in range(repeats):
+        start = time.perf_counter()
+        value = reference.distance(mu1, sigma1)
+        fast_times.append(time.perf_counter() - start)
+    print(f"statistics of {rows} rows, {FEATURE_DIMS} dims, {repeats} repeats (best / median seconds)")
+    print(
+        f"pytorch-fid calculate_frechet_distance (sqrtm): {min(slow_times):.2f} / {np.median(slow_times):.2f}"
+    )
+    print(f"reference square root, once (eigh):            {setup:.2f}")
+    print(
+        f"fast distance per (mu, sigma) (eigvalsh):      {min(fast_times):.2f} / {np.median(fast_times):.2f}"
+    )
+    print(f"values: {expected!r} vs {value!r}, relative difference {abs(value - expected) / expected:.1e}")
+
+
+def real_vs_real(dataset: str, image_size: int, counts: list[int], seed: int, data_dir: Path) -> None:
+    path = reference_features_path(data_dir, dataset, image_size)
+    cached = load_reference_features(path, None)
+    if cached is None:
+        raise SystemExit(
+            f"no reference feature set at {path}: run ddpm fid-reference --dataset {dataset} first"
+        )
+    order = np.random.default_rng(seed).permutation(len(cached.features))
+    half = len(order) // 2
+    first, second = cached.features[order[:half]], cached.features[order[half:]]
+    if max(counts) > len(first):
+        raise SystemExit(f"the first half has {len(first)} rows; ask for N <= {len(first)}")
+    held_out = ReferenceFeatures(
+        second, knn_radii(second, PR_NEIGHBOURS), order[half:], len(second), seed, path
+    )
+    options = replace(MetricOptions(), seed=seed)
+    start = time.perf_counter()
+    scoring = score_features(
+        first,
+        counts,
+        second.mean(axis=0),
+        np.cov(second, rowvar=False),
+        options,
+        held_out,
+        None,
+        {"inception_score": "not measured here"},
+    )
+    record = {
+        "arch": "real digits" if dataset == "digits" else f"real {dataset}",
+        "dataset": f"{dataset} (half A vs held-out half B, {len(second)} images)",
+        "scores": [row.to_dict() for row in scoring.scores.values()],
+        "warnings": scoring.warnings,
+    }
+    print(
+        f"{dataset} {image_size}px: {len(first)} vs {len(second)} held-out images (split seed {seed}); "
+        f"metrics in {time.perf_counter() - start:.0f} s"
+    )
+    print(markdown_table(table_rows([record])), end="")
+    for row in scoring.scores.values():
+        if row.kid is not None:
+            inside = abs(row.kid.mean) <= row.kid.std
+            print(
+                f"N={row.n}: KID {row.kid.mean:.2e} +- {row.kid.std:.1e} (subsets of {row.kid.subset_size}): "
+                f"{'within' if inside else 'outside'} one std of 0; FID {row.fid:.2f}"
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    speed = commands.add_parser("frechet-speed")
+    speed.add_argument("--rows", type=int, default=4096)
+    speed.add_argument("--repeats", type=int, default=3)
+    real = commands.add_parser("real-vs-real")
+    real.add_argument("--dataset", default="digits")
+    real.add_argument("--image-size", type=int, default=32)
+    real.add_argument("--n", default="256,512")
+    real.add_argument("--seed", type=int, default=0)
+    real.add_argument("--data-dir", type=Path)
+    args = parser.parse_args()
+    if args.command == "frechet-speed":
+        frechet_speed(args.rows, args.repeats)
+    else:
+        root = default_data_dir(args.data_dir)
+        real_vs_real(args.dataset, args.image_size, parse_n_list(args.n), args.seed, root)
+
+
+if __name__ == "__main__":
+    main()
