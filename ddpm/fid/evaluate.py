@@ -24,9 +24,11 @@ from ddpm.fid.errors import FidUnavailable
 from ddpm.fid.features import inception_features, load_inception
 from ddpm.fid.options import (
     INCEPTION_SCORE,
+    KID,
     REFERENCE_FEATURE_METRICS,
     MetricOptions,
     check_n_samples,
+    kid_subset_size,
     plan_metrics,
 )
 from ddpm.fid.reference import (
@@ -131,20 +133,21 @@ def evaluate_checkpoint(
         )
     reference_features: ReferenceFeatures | None = None
     if wanted & set(REFERENCE_FEATURE_METRICS):
-        if reference_npz is not None:
-            why = "the reference is a user .npz with mu and sigma only; this metric needs the reference's features"
-        else:
-            try:
-                reference_features = dataset_reference_features(
-                    dataset, root, image_size, model, torch_device, batch_size, report("reference")
-                )
-                why = ""
-            except DdpmError as err:  # e.g. the dataset was removed after its statistics were cached
-                if options.explicit:
-                    raise
-                why = f"the reference feature set could not be computed: {err}"
+        reference_features, why = _reference_features(
+            dataset,
+            root,
+            image_size,
+            model,
+            torch_device,
+            batch_size,
+            report("reference"),
+            reference_npz,
+            options,
+        )
         if reference_features is None:
             unavailable.update({m: why for m in REFERENCE_FEATURE_METRICS if m in wanted})
+        elif KID in wanted:
+            kid_subset_size(max(counts), len(reference_features.features), options)  # before sampling
     timings["reference"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -189,6 +192,35 @@ def evaluate_checkpoint(
         unavailable=scoring.unavailable,
         reference_features=None if reference_features is None else reference_features.summary(),
     )
+
+
+def _reference_features(
+    dataset: str,
+    root: Path,
+    image_size: int,
+    model: Callable[[], torch.nn.Module],
+    device: torch.device,
+    batch_size: int,
+    progress: Callable[[int, int], None] | None,
+    reference_npz: Path | None,
+    options: MetricOptions,
+) -> tuple[ReferenceFeatures | None, str]:
+    """The dataset's cached (or now computed) feature set for KID and precision/recall, or why there is none.
+
+    With the default metrics a missing feature set only makes those metrics unavailable; named explicitly,
+    it is an error (raised here, before sampling).
+    """
+    if reference_npz is not None:
+        return (
+            None,
+            "the reference is a user .npz with mu and sigma only; this metric needs the reference's features",
+        )
+    try:
+        return dataset_reference_features(dataset, root, image_size, model, device, batch_size, progress), ""
+    except DdpmError as err:  # e.g. the dataset was removed after its statistics were cached
+        if options.explicit:
+            raise
+        return None, f"the reference feature set could not be computed: {err}"
 
 
 def _checkpoint_info(path: Path, meta: dict[str, Any]) -> dict[str, Any]:

@@ -105,9 +105,9 @@ def score_features(
         timings["fast_frechet_setup"] = time.perf_counter() - clock
 
     scores: dict[int, Scores] = {}
-    for n, planned in plan.items():
+    for n, chosen in plan.items():
         rows = features[:n]
-        wanted = tuple(m for m in planned if m not in unavailable)
+        wanted = tuple(m for m in chosen if m not in unavailable)
         warnings = rank_warnings([n]) + [note for note in skipped if note.startswith(f"N={n}:")]
         mu, sigma = feature_statistics(rows)
         fid, notes = timed("frechet", frechet_distance, mu, sigma, reference_mu, reference_sigma)

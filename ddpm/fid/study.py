@@ -2,6 +2,7 @@
 
     python -m ddpm.fid.study frechet-speed [--rows 4096] [--repeats 3]
     python -m ddpm.fid.study real-vs-real --dataset digits --image-size 16 --n 256,512,898 [--seed 0]
+        [--kid-subset-size 128]
 
 `frechet-speed` times one 2048 x 2048 Frechet distance by pytorch-fid (scipy's sqrtm) and by the
 symmetric-eigenproblem path (ddpm.fid.frechet), from full-rank pool3-like statistics, and reports how
@@ -67,7 +68,9 @@ def frechet_speed(rows: int, repeats: int) -> None:
     print(f"values: {expected!r} vs {value!r}, relative difference {abs(value - expected) / expected:.1e}")
 
 
-def real_vs_real(dataset: str, image_size: int, counts: list[int], seed: int, data_dir: Path) -> None:
+def real_vs_real(
+    dataset: str, image_size: int, counts: list[int], seed: int, data_dir: Path, kid_size: int | None
+) -> None:
     path = reference_features_path(data_dir, dataset, image_size)
     cached = load_reference_features(path, None)
     if cached is None:
@@ -82,7 +85,7 @@ def real_vs_real(dataset: str, image_size: int, counts: list[int], seed: int, da
     held_out = ReferenceFeatures(
         second, knn_radii(second, PR_NEIGHBOURS), order[half:], len(second), seed, path
     )
-    options = replace(MetricOptions(), seed=seed)
+    options = replace(MetricOptions(), seed=seed, kid_subset_size=kid_size)
     start = time.perf_counter()
     scoring = score_features(
         first,
@@ -125,13 +128,15 @@ def main() -> None:
     real.add_argument("--image-size", type=int, default=32)
     real.add_argument("--n", default="256,512")
     real.add_argument("--seed", type=int, default=0)
+    real.add_argument("--kid-subset-size", type=int, help="default min(1000, N, held-out rows)")
     real.add_argument("--data-dir", type=Path)
     args = parser.parse_args()
     if args.command == "frechet-speed":
         frechet_speed(args.rows, args.repeats)
     else:
         root = default_data_dir(args.data_dir)
-        real_vs_real(args.dataset, args.image_size, parse_n_list(args.n), args.seed, root)
+        counts = parse_n_list(args.n)
+        real_vs_real(args.dataset, args.image_size, counts, args.seed, root, args.kid_subset_size)
 
 
 if __name__ == "__main__":
