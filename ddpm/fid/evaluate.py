@@ -147,7 +147,12 @@ def evaluate_checkpoint(
         if reference_features is None:
             unavailable.update({m: why for m in REFERENCE_FEATURE_METRICS if m in wanted})
         elif KID in wanted:
-            kid_subset_size(max(counts), len(reference_features.features), options)  # before sampling
+            try:  # before sampling: an explicit subset size larger than the reference feature set
+                kid_subset_size(max(counts), len(reference_features.features), options)
+            except InvalidOption as err:
+                if options.explicit:
+                    raise
+                unavailable[KID] = str(err)
     timings["reference"] = time.perf_counter() - clock
 
     clock = time.perf_counter()

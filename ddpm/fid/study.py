@@ -128,7 +128,7 @@ def main() -> None:
     real.add_argument("--image-size", type=int, default=32)
     real.add_argument("--n", default="256,512")
     real.add_argument("--seed", type=int, default=0)
-    real.add_argument("--kid-subset-size", type=int, help="default min(1000, N, held-out rows)")
+    real.add_argument("--kid-subset-size", type=int, help="default min(1000, N // 2, held-out rows // 2)")
     real.add_argument("--data-dir", type=Path)
     args = parser.parse_args()
     if args.command == "frechet-speed":

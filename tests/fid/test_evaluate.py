@@ -82,7 +82,7 @@ def test_sweep_end_to_end_equals_pytorch_fid_cli(
     for n in SWEEP:
         row = result.scores[n]
         assert row.fid == result.fid[n] and row.fid_interval is not None and row.fid_inf is None
-        assert row.kid is not None and row.kid.subset_size == n and row.precision_recall is not None
+        assert row.kid is not None and row.kid.subset_size == n // 2 and row.precision_recall is not None
         assert any(w.startswith(f"N={n}: fid_inf skipped") for w in row.warnings)
         assert any(w.startswith(f"N={n}: inception_score skipped") for w in row.warnings)
     assert result.unavailable == {}

@@ -97,11 +97,13 @@ def test_named_metrics_are_strict() -> None:
     assert plan == {8: ("fid", "kid")} and notes == []
 
 
-def test_kid_subset_size_defaults_to_the_smaller_of_1000_n_and_the_reference() -> None:
-    assert kid_subset_size(256, 1797, MetricOptions()) == 256
+def test_kid_subset_size_defaults_to_half_of_each_side_at_most_1000() -> None:
+    assert kid_subset_size(256, 1797, MetricOptions()) == 128
     assert kid_subset_size(4096, 10_000, MetricOptions()) == 1000
-    assert kid_subset_size(4096, 500, MetricOptions()) == 500
-    with pytest.raises(InvalidOption, match="larger than the reference feature set"):
+    assert kid_subset_size(4096, 500, MetricOptions()) == 250
+    assert kid_subset_size(3, 500, MetricOptions()) == 2  # never below 2 rows
+    assert kid_subset_size(256, 1797, MetricOptions(kid_subset_size=256)) == 256
+    with pytest.raises(InvalidOption, match="larger than N=4096 or the reference feature set"):
         kid_subset_size(4096, 500, MetricOptions(kid_subset_size=600))
 
 

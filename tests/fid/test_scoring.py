@@ -53,7 +53,7 @@ def test_every_metric_at_every_n(reference: ReferenceFeatures) -> None:
         assert row.fid_inf is not None and len(row.fid_inf.points) == 5 and row.fid_inf.points[-1][0] == n
         assert row.fid_inf.points[-1][1] == pytest.approx(row.fid, rel=1e-6)  # all n rows: the same FID
         kid_seed = derive_seed(4, STREAM_KID_SUBSETS, n) % LEGACY_SEED_RANGE
-        assert row.kid == kid(rows, reference.features, 10, min(n, 300), kid_seed)
+        assert row.kid == kid(rows, reference.features, 10, min(n // 2, 150), kid_seed)
         assert row.precision_recall == precision_recall(rows, reference.features, 3)
         is_seed = derive_seed(4, STREAM_IS_SHUFFLE, n) % LEGACY_SEED_RANGE
         assert row.inception_score == inception_score(rows @ classifier.T, 10, is_seed)
