@@ -244,3 +244,14 @@ def kid_subset_size(n: int, reference_rows: int, options: MetricOptions) -> int:
             f"KID's subset size {size} is larger than N={n} or the reference feature set ({reference_rows} rows)"
         )
     return size
+
+
+def check_metric_request(n_samples: int | Sequence[int], params: Mapping[str, Any]) -> MetricOptions:
+    """The API's and the worker's one call: options from request/job parameters, checked against N.
+
+    Raises InvalidOption (the API answers 422) for an unknown metric, an option out of range, or an N
+    below a named metric's minimum; reads the keys of MetricOptions.to_params and ignores the rest.
+    """
+    options = MetricOptions.from_params(params)
+    plan_metrics(options, check_n_samples(n_samples))
+    return options

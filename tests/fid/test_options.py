@@ -13,6 +13,7 @@ from ddpm.fid.options import (
     FID_INF_LOW_FRACTION,
     METRICS,
     MetricOptions,
+    check_metric_request,
     fid_infinity_warning,
     kid_subset_size,
     minimum_n,
@@ -112,3 +113,14 @@ def test_fid_infinity_is_flagged_while_its_points_are_below_the_feature_dimensio
     warning = fid_infinity_warning(4096, 15)
     assert warning is not None and warning.startswith("N=4096: FID-infinity's smallest sample count 410")
     assert fid_infinity_warning(20_480, 15) is None
+
+
+def test_one_call_for_the_api_and_the_worker() -> None:
+    params = {"n_samples": [256, 1024], "sampler": "ddim", "metrics": ["kid", "fid_inf"], "kid_subsets": 10}
+    options = check_metric_request(params["n_samples"], params)
+    assert options == MetricOptions(metrics=("fid_inf", "kid"), kid_subsets=10)
+    assert check_metric_request(4096, {}) == MetricOptions()
+    with pytest.raises(InvalidOption, match="valid metrics are"):
+        check_metric_request([256], {"metrics": ["fid", "is"]})
+    with pytest.raises(InvalidOption, match="inception_score needs N >= 10"):
+        check_metric_request([8], {"metrics": ["inception_score"]})
