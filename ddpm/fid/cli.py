@@ -52,7 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"comma-separated, from {','.join(METRICS)} (default: all, each where N allows; FID always)",
     )
     fid.add_argument("--kid-subsets", type=int, default=DEFAULT_KID_SUBSETS, help="KID: subsets averaged")
-    fid.add_argument("--kid-subset-size", type=int, help="KID: rows per subset (default min(1000, N))")
+    fid.add_argument(
+        "--kid-subset-size", type=int, help="KID: rows per subset (default min(1000, N/2, reference rows/2))"
+    )
     fid.add_argument(
         "--bootstrap", type=int, default=DEFAULT_BOOTSTRAP, help="FID interval: bootstrap replicates"
     )

@@ -219,6 +219,9 @@ def test_missing_reference_data_is_explained(
         (["--arch", "nosuch"], "nosuch"),
         (["--run", "nosuch"], "no run"),
         (["--checkpoint", "/nonexistent.safetensors"], "does not exist"),
+        (["--metrics", "kid,psnr"], "valid metrics are fid, fid_interval, fid_inf, kid"),
+        (["--n", "8", "--metrics", "fid_inf"], "fid_inf needs N >= 16"),
+        (["--bootstrap", "1"], "bootstrap must be an integer in [2, 10000]"),
     ],
 )
 def test_cli_errors_are_one_line_and_store_nothing(
