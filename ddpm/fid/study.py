@@ -29,22 +29,26 @@ from ddpm.fid.scoring import score_features
 from ddpm.settings import data_dir as default_data_dir
 
 
-def pool3_like_statistics(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and covariance of non-negative, correlated 2048-d features (full rank when rows > 2048)."""
+def pool3_like_features(rows: int, seed: int) -> np.ndarray:
+    """Non-negative, correlated 2048-d features (full-rank covariance when rows > 2048)."""
     rng = np.random.default_rng(seed)
     mixing = np.random.default_rng(12345).standard_normal((FEATURE_DIMS, FEATURE_DIMS)) / np.sqrt(
         FEATURE_DIMS
     )
     spectrum = np.geomspace(2.0, 0.01, FEATURE_DIMS)
-    features = np.abs((rng.standard_normal((rows, FEATURE_DIMS)) * spectrum) @ mixing + 0.3)
-    return features.mean(axis=0), np.cov(features, rowvar=False)
+    return np.abs((rng.standard_normal((rows, FEATURE_DIMS)) * spectrum) @ mixing + 0.3)
+
+
+def _best_and_median(times: list[float]) -> str:
+    return f"{min(times):.2f} / {np.median(times):.2f}"
 
 
 def frechet_speed(rows: int, repeats: int) -> None:
     from pytorch_fid.fid_score import calculate_frechet_distance
 
-    mu1, sigma1 = pool3_like_statistics(rows, 1)
-    mu2, sigma2 = pool3_like_statistics(rows, 2)
+    generated, real = pool3_like_features(rows, 1), pool3_like_features(rows, 2)
+    mu1, sigma1 = generated.mean(axis=0), np.cov(generated, rowvar=False)
+    mu2, sigma2 = real.mean(axis=0), np.cov(real, rowvar=False)
     slow_times, fast_times = [], []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -57,15 +61,26 @@ def frechet_speed(rows: int, repeats: int) -> None:
         start = time.perf_counter()
         value = reference.distance(mu1, sigma1)
         fast_times.append(time.perf_counter() - start)
-    print(f"statistics of {rows} rows, {FEATURE_DIMS} dims, {repeats} repeats (best / median seconds)")
-    print(
-        f"pytorch-fid calculate_frechet_distance (sqrtm): {min(slow_times):.2f} / {np.median(slow_times):.2f}"
-    )
-    print(f"reference square root, once (eigh):            {setup:.2f}")
-    print(
-        f"fast distance per (mu, sigma) (eigvalsh):      {min(fast_times):.2f} / {np.median(fast_times):.2f}"
-    )
-    print(f"values: {expected!r} vs {value!r}, relative difference {abs(value - expected) / expected:.1e}")
+    start = time.perf_counter()
+    projected = reference.project(generated)
+    projection = time.perf_counter() - start
+    rng = np.random.default_rng(0)
+    print(f"{rows} rows per side, {FEATURE_DIMS} dims, {repeats} repeats (best / median seconds)")
+    print(f"pytorch-fid calculate_frechet_distance (sqrtm):   {_best_and_median(slow_times)}")
+    print(f"reference square root, once per reference (eigh): {setup:.2f}")
+    print(f"fast distance from (mu, sigma) (2 products + eigvalsh): {_best_and_median(fast_times)}")
+    print(f"features projected once (X A):                    {projection:.2f}")
+    for n in sorted({rows, 1024, 256}):
+        times = []
+        for _ in range(repeats):
+            resample = rng.integers(0, n, size=n)  # a bootstrap replicate of the first n rows
+            start = time.perf_counter()
+            projected.distance(resample)
+            times.append(time.perf_counter() - start)
+        form = "n x n Gram" if n - 1 < FEATURE_DIMS else "d x d"
+        print(f"fast distance of a resample of {n} rows ({form} eigvalsh): {_best_and_median(times)}")
+    print(f"values: {expected!r} vs {value!r} (from statistics), {projected.distance()!r} (from features)")
+    print(f"relative difference: {abs(value - expected) / expected:.1e}")
 
 
 def real_vs_real(
