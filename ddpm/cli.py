@@ -9,10 +9,19 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from importlib.metadata import entry_points
 
-# Modules that contribute subcommands; each defines register(subparsers) and keeps heavy imports
-# (torch, the service) inside its handlers so `ddpm --help` stays fast.
-COMMAND_MODULES = ("ddpm.commands", "ddpm.bench_cli", "ddpm.fid.cli", "service.cli")
+# The engine's modules that contribute subcommands; each defines register(subparsers) and keeps heavy
+# imports (torch, the service) inside its handlers so `ddpm --help` stays fast.
+COMMAND_MODULES = ("ddpm.commands", "ddpm.bench.cli", "ddpm.fid.cli", "ddpm.classifier.cli")
+# Packages above the engine (the service: serve, worker, jobs) register theirs under this entry-point
+# group in pyproject.toml, so the engine never names them.
+COMMAND_GROUP = "ddpm.commands"
+
+
+def command_modules() -> list[str]:
+    plugins = sorted(entry.value for entry in entry_points(group=COMMAND_GROUP))
+    return [*COMMAND_MODULES, *(name for name in plugins if name not in COMMAND_MODULES)]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir", help="where datasets, runs, samples and FID files live (env DATA_DIR, default ./data)"
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in COMMAND_MODULES:
+    for module in command_modules():
         importlib.import_module(module).register(subparsers)
     return parser
 

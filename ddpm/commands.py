@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ddpm.errors import CheckpointError, InvalidOption
+from ddpm.sampler_cli import DefaultsHelp, add_sampler_arguments, spec_from_args
 from ddpm.settings import data_dir
 
 
@@ -38,6 +39,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--checkpoint-every", type=int, default=10, help="epochs between kept checkpoints")
     train.add_argument("--ema", action="store_true", help="keep an EMA of the weights (decay --ema-decay)")
     train.add_argument("--ema-decay", type=float, default=0.9999)
+    train.add_argument(
+        "--bf16",
+        action="store_true",
+        help="bf16 autocast for the network on CUDA (loss and weights stay fp32)",
+    )
     train.add_argument("--image-size", type=int, default=32, help="for folder datasets (digits are upscaled)")
     train.add_argument("--schedule", default="linear", choices=["linear", "cosine"], help="noise schedule")
     train.add_argument(
@@ -62,20 +68,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     train.set_defaults(handler=cmd_train)
 
-    sample = subparsers.add_parser("sample", help="write a seeded PNG grid from a checkpoint")
+    sample = subparsers.add_parser(
+        "sample",
+        help="write a seeded PNG grid from a checkpoint",
+        formatter_class=DefaultsHelp,
+    )
     source = sample.add_mutually_exclusive_group(required=True)
     source.add_argument("--arch", help="use the newest kept checkpoint of this variant")
     source.add_argument("--run", help="use the newest kept checkpoint of this run")
     source.add_argument("--checkpoint", type=Path, help="a checkpoint file")
-    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--seed", type=int, default=0, help="image i's noise depends on (seed, i) only")
     sample.add_argument("--n", type=int, default=80, help="number of images (80 = the report's grid)")
     sample.add_argument("--nrow", type=int, default=10, help="images per row")
-    sample.add_argument("--sampler", default="ddpm", choices=["ddpm", "ddim"])
-    sample.add_argument("--steps", type=int, help="DDIM steps (default 50); DDPM always runs 1000")
-    sample.add_argument("--eta", type=float, default=0.0, help="DDIM eta (0 deterministic, 1 DDPM-like)")
-    sample.add_argument("--batch-size", type=int, default=128)
+    add_sampler_arguments(sample)
+    sample.add_argument("--batch-size", type=int, default=128, help="images per network call")
     sample.add_argument("--no-ema", action="store_true", help="use the raw weights even if EMA weights exist")
-    sample.add_argument("--device", default="auto")
+    sample.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
     sample.add_argument("--out", type=Path, required=True, help="PNG file to write")
     sample.set_defaults(handler=cmd_sample)
 
@@ -136,6 +144,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             checkpoint_every=args.checkpoint_every,
             ema=args.ema,
             ema_decay=args.ema_decay,
+            bf16=args.bf16,
             image_size=args.image_size,
             schedule=args.schedule,
             dropout=args.dropout,
@@ -185,11 +194,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     from ddpm.sampling import check_sample_options, sample_checkpoint, write_grid
 
-    check_sample_options(args.n, args.sampler, args.steps, args.eta, args.nrow)
-    if args.sampler == "ddpm" and args.steps not in (None, 1000):
-        raise InvalidOption("the ddpm sampler always runs 1000 steps; use --sampler ddim for fewer")
+    spec = check_sample_options(args.n, spec_from_args(args), nrow=args.nrow)
     checkpoint = pick_checkpoint(data_dir(args.data_dir), args)
-    bar = tqdm(unit="step", dynamic_ncols=True, file=sys.stderr, desc="sampling")
+    bar = tqdm(unit="call", dynamic_ncols=True, file=sys.stderr, desc="sampling")
 
     def show(done: int, total: int) -> None:
         bar.total = total
@@ -200,11 +207,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
             checkpoint,
             args.n,
             args.seed,
-            args.sampler,
-            args.steps,
-            args.eta,
-            args.device,
-            args.batch_size,
+            spec,
+            device=args.device,
+            batch_size=args.batch_size,
             prefer_ema=not args.no_ema,
             progress=show,
         )
@@ -214,6 +219,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     print(
         f"wrote {args.out} ({args.n} images, {meta['arch']} step {meta['step']}, {meta['weights']} weights, from {checkpoint})"
     )
+    print(f"sampler: {spec.describe()}")
     return 0
 
 

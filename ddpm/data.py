@@ -29,6 +29,10 @@ class ImageSet:
     name: str
     images: torch.Tensor  # uint8, (N, 3, H, W)
     default_flip: bool  # random horizontal flips suit natural images, not digits
+    # Class labels (int64, (N,)) indexing class_names, for the classifier study; None when the source
+    # has none (a folder with images outside class subfolders).
+    labels: torch.Tensor | None = None
+    class_names: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -91,17 +95,21 @@ def load_cifar10(root: Path, download: bool) -> ImageSet:
             f"or run where the download can reach the network. For an offline smoke test use --dataset digits."
         ) from err
     images = torch.from_numpy(np.ascontiguousarray(dataset.data)).permute(0, 3, 1, 2).contiguous()
-    return ImageSet("cifar10", images, default_flip=True)
+    labels = torch.tensor(dataset.targets, dtype=torch.long)
+    return ImageSet("cifar10", images, default_flip=True, labels=labels, class_names=tuple(dataset.classes))
 
 
 def load_digits(image_size: int = 32) -> ImageSet:
     """scikit-learn's 1,797 real 8x8 handwritten digits, upscaled (bilinear) to RGB image_size^2."""
     from sklearn.datasets import load_digits as sklearn_digits
 
-    raw = torch.from_numpy(sklearn_digits().images).float() / 16.0  # (N, 8, 8) in [0, 1], ink bright
+    bunch = sklearn_digits()
+    raw = torch.from_numpy(bunch.images).float() / 16.0  # (N, 8, 8) in [0, 1], ink bright
     big = F.interpolate(raw[:, None], size=(image_size, image_size), mode="bilinear", align_corners=False)
     images = (big.clamp(0, 1) * 255).round().to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
-    return ImageSet("digits", images, default_flip=False)
+    labels = torch.from_numpy(bunch.target).long()
+    names = tuple(str(name) for name in bunch.target_names)
+    return ImageSet("digits", images, default_flip=False, labels=labels, class_names=names)
 
 
 def load_image_folder(folder: Path, image_size: int) -> ImageSet:
@@ -126,7 +134,21 @@ def load_image_folder(folder: Path, image_size: int) -> ImageSet:
         except OSError as err:
             raise DatasetUnavailable(f"cannot read image {path}: {err}") from err
     images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-    return ImageSet(f"{FOLDER_PREFIX}{folder.name}", images, default_flip=True)
+    labels, names = _folder_classes(folder, files)
+    return ImageSet(
+        f"{FOLDER_PREFIX}{folder.name}", images, default_flip=True, labels=labels, class_names=names
+    )
+
+
+def _folder_classes(folder: Path, files: list[Path]) -> tuple[torch.Tensor | None, tuple[str, ...]]:
+    """torchvision ImageFolder's convention: an image's class is its first subfolder under `folder`,
+    classes sorted by name. No labels when any image sits directly in `folder`."""
+    parts = [path.relative_to(folder).parts for path in files]
+    if any(len(part) < 2 for part in parts):
+        return None, ()
+    names = tuple(sorted({part[0] for part in parts}))
+    index = {name: i for i, name in enumerate(names)}
+    return torch.tensor([index[part[0]] for part in parts], dtype=torch.long), names
 
 
 def to_model_range(images: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,10 @@
 """The sampling engine: n seeded images from a checkpoint, as uint8 tensors and a PNG grid.
 
-Image i of a seed depends only on (checkpoint, seed, i, sampler, steps, eta), not on n or the batch
-size, so identical requests give byte-identical PNGs and a smaller n is a prefix of a larger one.
+Image i of a seed depends only on (checkpoint, seed, i, the sampler and its options), not on n or the
+batch size, so identical requests give byte-identical PNGs and a smaller n is a prefix of a larger one.
+
+The sampler is a `SamplerSpec` (ddpm/sampler_spec.py) or, as before, a name with `steps` and `eta` beside
+it; every function here accepts both.
 """
 
 from __future__ import annotations
@@ -20,25 +23,27 @@ from ddpm.data import to_uint8
 from ddpm.device import resolve_device
 from ddpm.errors import InvalidOption
 from ddpm.fastpath import FastPath, InferenceRunner, sampling_path
-from ddpm.limits import MAX_SAMPLES
-from ddpm.samplers import SAMPLERS, ImageNoise, ddim_timesteps, sample
+from ddpm.limits import MAX_NROW, MAX_SAMPLES
+from ddpm.sampler_spec import SamplerSpec
+from ddpm.samplers import ImageNoise, sample
 from ddpm.schedule import make_schedule
 from ddpm.storage import atomic_write_bytes
 
 GRID_PADDING = 2  # torchvision's make_grid default, so grids look like the report's
 
 
-def check_sample_options(n: int, sampler: str, steps: int | None, eta: float, nrow: int) -> None:
-    if not isinstance(n, int) or not 1 <= n <= MAX_SAMPLES:
+Sampler = str | SamplerSpec  # a name (with steps and eta beside it) or a whole spec
+
+
+def check_sample_options(
+    n: int, sampler: Sampler, steps: int | None = None, eta: float | None = None, nrow: int = 10
+) -> SamplerSpec:
+    """Everything about a sampling request that can be checked without a file; the normalised spec."""
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_SAMPLES:
         raise InvalidOption(f"n must be an integer in [1, {MAX_SAMPLES}], got {n!r}")
-    if sampler not in SAMPLERS:
-        raise InvalidOption(f"sampler {sampler!r} is not valid; choose one of {list(SAMPLERS)}")
-    if steps is not None and (not isinstance(steps, int) or not 1 <= steps <= 1000):
-        raise InvalidOption(f"steps must be an integer in [1, 1000], got {steps!r}")
-    if not 0.0 <= eta <= 1.0:
-        raise InvalidOption(f"eta must be in [0, 1], got {eta}")
-    if not isinstance(nrow, int) or not 1 <= nrow <= 1000:
-        raise InvalidOption(f"nrow must be an integer in [1, 1000], got {nrow!r}")
+    if isinstance(nrow, bool) or not isinstance(nrow, int) or not 1 <= nrow <= MAX_NROW:
+        raise InvalidOption(f"nrow must be an integer in [1, {MAX_NROW}], got {nrow!r}")
+    return SamplerSpec.of(sampler, steps, eta)
 
 
 @torch.inference_mode()
@@ -46,9 +51,9 @@ def generate_images(
     model: torch.nn.Module,
     n: int,
     seed: int,
-    sampler: str = "ddpm",
+    sampler: Sampler = "ddpm",
     steps: int | None = None,
-    eta: float = 0.0,
+    eta: float | None = None,
     device: torch.device | str = "cpu",
     batch_size: int = 128,
     image_size: int = 32,
@@ -70,9 +75,9 @@ def generate_images(
 def generate_many(
     model: torch.nn.Module,
     requests: Sequence[tuple[int, int]],
-    sampler: str = "ddpm",
+    sampler: Sampler = "ddpm",
     steps: int | None = None,
-    eta: float = 0.0,
+    eta: float | None = None,
     device: torch.device | str = "cpu",
     batch_size: int = 128,
     image_size: int = 32,
@@ -83,18 +88,17 @@ def generate_many(
     """Several (seed, n) requests sharing network calls: their images are laid end to end and cut
     into batches of `batch_size`, each image keeping its own noise stream, so every request gets the
     images it would get alone (request batching in the service)."""
+    spec = SamplerSpec.of(sampler, steps, eta)
     if not requests:
         return []
     for _seed, n in requests:
-        check_sample_options(n, sampler, steps, eta, 10)
+        check_sample_options(n, spec)
     schedule = make_schedule(schedule_kind)
     model = model.eval()
     eps_fn = InferenceRunner(model, fast if fast is not None else sampling_path(device))
     image_shape = (model.config.in_channels, image_size, image_size)
     chunks = _batches(requests, batch_size)
-    steps_per_batch = (
-        schedule.timesteps if sampler == "ddpm" else len(ddim_timesteps(schedule.timesteps, steps or 50))
-    )
+    steps_per_batch = spec.nfe  # network calls per batch
     total = steps_per_batch * len(chunks)
     out = []
     for index, chunk in enumerate(chunks):
@@ -107,9 +111,7 @@ def generate_many(
             eps_fn,
             schedule,
             noise,
-            sampler=sampler,
-            steps=steps,
-            eta=eta,
+            spec,
             image_shape=image_shape,
             device=device,
             progress=report,
@@ -175,9 +177,9 @@ def sample_checkpoint(
     checkpoint: Path,
     n: int,
     seed: int,
-    sampler: str = "ddpm",
+    sampler: Sampler = "ddpm",
     steps: int | None = None,
-    eta: float = 0.0,
+    eta: float | None = None,
     device: str = "auto",
     batch_size: int = 128,
     prefer_ema: bool = True,
@@ -193,26 +195,27 @@ def sample_checkpoint(
 def sample_checkpoint_many(
     checkpoint: Path,
     requests: Sequence[tuple[int, int]],
-    sampler: str = "ddpm",
+    sampler: Sampler = "ddpm",
     steps: int | None = None,
-    eta: float = 0.0,
+    eta: float | None = None,
     device: str = "auto",
     batch_size: int = 128,
     prefer_ema: bool = True,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[torch.Tensor], dict[str, Any]]:
     """Load the checkpoint once and sample every (seed, n) request in shared batches."""
+    spec = SamplerSpec.of(sampler, steps, eta)
     for _, n in requests:
-        check_sample_options(n, sampler, steps, eta, 10)
+        check_sample_options(n, spec)
     torch_device = resolve_device(device)
     model, meta = load_model(checkpoint, torch_device, prefer_ema=prefer_ema)
     train_config = meta.get("train_config", {})
     images = generate_many(
         model,
         requests,
-        sampler,
-        steps,
-        eta,
+        spec,
+        None,
+        None,
         torch_device,
         batch_size,
         image_size=int(train_config.get("image_size", 32)),

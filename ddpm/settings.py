@@ -22,3 +22,11 @@ def samples_dir(root: Path) -> Path:
 
 def fid_dir(root: Path) -> Path:
     return root / "fid"
+
+
+def classifiers_dir(root: Path) -> Path:
+    return root / "classifiers"
+
+
+def analysis_dir(root: Path) -> Path:
+    return root / "analysis"

@@ -2,7 +2,14 @@
 
 Every random draw of training (batch order, flips, timesteps, noise) comes from CPU generators whose
 state is saved in each checkpoint, so an interrupted run resumed from its latest checkpoint ends with
-exactly the weights of an uninterrupted one (on the same device and software).
+exactly the weights of an uninterrupted one on the CPU (bit for bit, tested). On CUDA it resumes the
+same data, noise and optimizer state, but not the same bits: some CUDA backward kernels add in a
+different order from run to run, so two uninterrupted CUDA runs differ in their last bits too
+(docs/architecture.md, Determinism).
+
+The device is kept busy: each step's batch is drawn on the CPU (and copied from pinned memory
+without blocking) while the device runs the previous step, and the loss is read back (a host-device
+synchronisation) only every `sync_every` steps (CUDA_SYNC_EVERY on CUDA, every step on CPU).
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +29,7 @@ from ddpm.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
 from ddpm.data import check_dataset_name, epoch_order, load_dataset, to_model_range
 from ddpm.device import resolve_device
 from ddpm.errors import Cancelled, CheckpointError, InvalidOption
-from ddpm.fastpath import prepare_for_training, to_layout, training_path
+from ddpm.fastpath import FastPath, fp32_precision, prepare_for_training, to_layout, training_path
 from ddpm.limits import (
     MAX_BATCH,
     MAX_EPOCHS,
@@ -39,14 +47,17 @@ from ddpm.runs import (
     SUCCEEDED,
     RunDir,
     new_run_id,
+    run_record,
 )
-from ddpm.schedule import SCHEDULE_KINDS, make_schedule
+from ddpm.schedule import SCHEDULE_KINDS, NoiseSchedule, make_schedule
 from ddpm.seeding import STREAM_TRAINING, derive_seed
 
-# Limits shared with the API's validation (service/ mirrors these numbers without importing torch).
 # loss.csv is read while training runs (GET /runs/{id}/loss.png): its rows reach the disk at least this
 # often, besides every epoch end.
 LOSS_FLUSH_S = 5.0
+# On CUDA the losses are read back, and progress reported and the cancel flag polled, every this many
+# steps: reading a loss waits for the device, and the step after it would start from an idle device.
+CUDA_SYNC_EVERY = 10
 
 
 @dataclass(frozen=True)
@@ -70,6 +81,9 @@ class TrainConfig:
     image_size: int = 32
     schedule: str = "linear"  # or "cosine" (Nichol & Dhariwal 2021)
     dropout: float | None = None  # None: the arch's own (0 for the report's variants, 0.1 for ddpm_original)
+    # bf16 autocast for the network's forward and backward (the loss, weights and AdamW stay fp32). Part
+    # of the run's arithmetic: recorded in checkpoints, and a resume may not change it.
+    bf16: bool = False
 
     def __post_init__(self) -> None:
         from models import resolve_arch
@@ -99,6 +113,8 @@ class TrainConfig:
             )
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise InvalidOption(f"dropout must be in [0, 1), got {self.dropout}")
+        if not isinstance(self.bf16, bool):
+            raise InvalidOption(f"bf16 must be true or false, got {self.bf16!r}")
         if self.dataset == "cifar10" and self.image_size != 32:
             raise InvalidOption(
                 f"cifar10 images are 32x32 (got image_size={self.image_size}); image_size applies to digits "
@@ -158,8 +174,11 @@ class TrainResult:
 
 @dataclass
 class TrainHooks:
-    """on_progress runs after every step (reporters throttle themselves); should_stop is polled
-    between steps; on_checkpoint runs after each checkpoint is safely on disk."""
+    """on_progress runs once for every step, in step order (reporters throttle themselves), but only
+    once the step's loss has been read back: every step on CPU; on CUDA, in bursts every
+    CUDA_SYNC_EVERY steps and at every epoch end, checkpoint and the last step. should_stop is polled
+    between steps at those same points (so a cancel takes effect within CUDA_SYNC_EVERY steps on
+    CUDA). on_checkpoint runs after each checkpoint is safely on disk."""
 
     on_progress: list[Callable[[TrainProgress], None]] = field(default_factory=list)
     on_checkpoint: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
@@ -182,6 +201,100 @@ class _Ema:
                 self.shadow[name].copy_(value)
 
 
+@dataclass
+class _Parts:
+    """What one training is made of, built once per process (Trainer._build)."""
+
+    images: torch.Tensor  # uint8 (N, C, H, W), the whole data set in memory
+    flip: bool
+    steps_per_epoch: int
+    total_steps: int
+    model_config: dict[str, Any]
+    model: torch.nn.Module
+    fast: FastPath
+    device: torch.device
+    optimizer: torch.optim.Optimizer
+    ema: _Ema | None
+    generator: torch.Generator  # every random draw of training: flips, timesteps, noise
+    schedule: NoiseSchedule
+
+
+@dataclass
+class _Batch:
+    """One step's batch on the device (its copies may still be in flight) and the training generator's
+    state before it was drawn: what a checkpoint saved after the previous step must record."""
+
+    step: int
+    epoch: int
+    x0: torch.Tensor
+    t: torch.Tensor
+    eps: torch.Tensor
+    generator_state: torch.Tensor
+
+
+class _Batches:
+    """The batch of each step: one permutation per epoch (a pure function of (seed, epoch)); flips,
+    timesteps and noise from the training generator, in that order, so a resumed run draws the same."""
+
+    def __init__(self, parts: _Parts, config: TrainConfig) -> None:
+        self.parts, self.seed, self.batch_size = parts, config.seed, config.batch_size
+        self.order, self.order_epoch = torch.empty(0, dtype=torch.long), -1
+
+    def staged(self, step: int) -> _Batch:
+        """The step's batch, drawn on the CPU and sent to the device: on CUDA from pinned memory
+        without blocking, so the CPU goes on while the copy and the step before it run."""
+        state = self.parts.generator.get_state()
+        epoch, *tensors = self.draw(step)
+        x0, t, eps = (_to_device(v, self.parts.device) for v in tensors)
+        return _Batch(step, epoch, x0, t, eps, state)
+
+    def draw(self, step: int) -> tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(epoch, x0, t, eps) for the step, on the CPU."""
+        parts = self.parts
+        epoch, index = divmod(step, parts.steps_per_epoch)
+        if self.order_epoch != epoch:
+            self.order, self.order_epoch = epoch_order(len(parts.images), self.seed, epoch), epoch
+        batch = parts.images[self.order[index * self.batch_size : (index + 1) * self.batch_size]]
+        x0 = to_model_range(batch)
+        if parts.flip:
+            flips = torch.rand(x0.shape[0], generator=parts.generator) < 0.5
+            x0 = torch.where(flips[:, None, None, None], x0.flip(-1), x0)
+        t = torch.randint(0, parts.schedule.timesteps, (x0.shape[0],), generator=parts.generator)
+        eps = torch.randn(x0.shape, generator=parts.generator)
+        return epoch, x0, t, eps
+
+
+def _to_device(value: torch.Tensor, device: torch.device) -> torch.Tensor:
+    if device.type != "cuda":
+        return value
+    return value.pin_memory().to(device, non_blocking=True)
+
+
+class _StepClock:
+    """Seconds since this process started training, and the ETA from its step rate. The first steps
+    read back (allocation, kernel selection) are slow, so the rate is timed from their end."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.first_step: int | None = None
+        self.first_step_done = 0.0
+        self.last_step = 0
+        self.elapsed = 0.0
+
+    def tick(self, step: int) -> float:
+        """The time at which step `step` (and every step before it) is known to be done."""
+        self.elapsed = time.monotonic() - self.started
+        self.last_step = step
+        if self.first_step is None:
+            self.first_step, self.first_step_done = step, self.elapsed
+        return self.elapsed
+
+    def eta(self, step: int, total_steps: int) -> float | None:
+        timed = self.elapsed - self.first_step_done
+        rate = (self.last_step - (self.first_step or 0)) / timed if timed > 0 else 0.0
+        return (total_steps - step) / rate if rate > 0 else (0.0 if step == total_steps else None)
+
+
 class Trainer:
     """One training run in one run directory; `run()` trains until done, cancelled or max_steps."""
 
@@ -192,12 +305,21 @@ class Trainer:
         run_id: str | None = None,
         device: str = "auto",
         hooks: TrainHooks | None = None,
+        prefetch: bool = True,
+        sync_every: int | None = None,
     ) -> None:
+        """prefetch: draw and send each batch while the previous step runs (False: just before its
+        step; the same draws, so the same training). sync_every: steps between loss read-backs
+        (None: CUDA_SYNC_EVERY on CUDA, 1 on CPU); the same training whatever it is."""
         self.config = config
         self.data_dir = data_dir
         self.run = RunDir.of(data_dir, run_id or new_run_id(config.arch))
         self.device = resolve_device(device)
         self.hooks = hooks or TrainHooks()
+        self.prefetch = prefetch
+        if sync_every is not None and sync_every < 1:
+            raise InvalidOption(f"sync_every must be a positive number of steps, got {sync_every}")
+        self.sync_every = sync_every or (CUDA_SYNC_EVERY if self.device.type == "cuda" else 1)
         self._resume_notes: dict[str, Any] = {}  # which checkpoint a resume used, when it had to skip some
 
     def run_training(self, resume: bool = True) -> TrainResult:
@@ -213,142 +335,171 @@ class Trainer:
                 self.run.update(status=FAILED, error=message)
             else:
                 self.run.write(
-                    {
-                        "run_id": self.run.run_id,
-                        "arch": self.config.arch,
-                        "created": time.time(),
-                        "updated": time.time(),
-                        "status": FAILED,
-                        "error": message,
-                        "train_config": self.config.to_dict(),
-                        "step": 0,
-                        "checkpoints": [],
-                    }
+                    run_record(
+                        self.run.run_id, self.config.arch, self.config.to_dict(), FAILED, error=message
+                    )
                 )
             raise
 
     def _train(self, resume: bool) -> TrainResult:
-        from models import arch_config, build_from_config
-
-        cfg = self.config
-        data = load_dataset(cfg.dataset, self.data_dir, cfg.image_size)
-        flip = data.default_flip if cfg.flip is None else cfg.flip
-        images = data.images
-        steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
-        total_steps = cfg.epochs * steps_per_epoch
-        if cfg.max_steps is not None:
-            total_steps = min(total_steps, cfg.max_steps)
-
-        model_config = arch_config(cfg.arch, **cfg.model_options())
-        with torch.random.fork_rng(devices=[]):  # seeded weight init without touching the caller's RNG
-            torch.manual_seed(derive_seed(cfg.seed, STREAM_TRAINING, 0))
-            model = build_from_config(model_config).to(self.device)
-        # The device's fast path (channels-last): same math, checkpoints stay contiguous.
-        fast = training_path(self.device)
-        model = prepare_for_training(model, fast)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        ema = _Ema(model, cfg.ema_decay) if cfg.ema else None
-        generator = torch.Generator().manual_seed(derive_seed(cfg.seed, STREAM_TRAINING, 1))
-        schedule = make_schedule(cfg.schedule)
-
-        step = 0
-        checkpoints: list[dict[str, Any]] = []
-        state = self._newest_loadable_state() if resume else None
-        if state is not None:
-            self._check_resumable(state)
-            model.load_state_dict(state.model)
-            if state.optimizer is None:
-                raise CheckpointError(
-                    f"checkpoint at step {state.step} has no optimizer state to resume from"
-                )
-            optimizer.load_state_dict(state.optimizer)
-            if ema is not None:
-                ema.shadow = {k: v.to(self.device) for k, v in state.ema.items()}
-            generator.set_state(state.rng["generator"])
-            _restore_global_rng(state.rng, self.device)
-            step = state.step
-            checkpoints = self.run.read().get("checkpoints", [])
-            checkpoints = [c for c in checkpoints if c["step"] <= step]
-        else:
-            self.run.path.mkdir(parents=True, exist_ok=True)
-            # torch's global generators drive dropout: seed them so a fresh run is reproducible too.
-            torch.manual_seed(derive_seed(cfg.seed, STREAM_TRAINING, 2))
-        self._write_record(model_config.to_dict(), total_steps, steps_per_epoch, step, checkpoints, RUNNING)
+        parts = self._build()
+        step, checkpoints = self._restore(parts, resume)
+        self._write_record(
+            parts.model_config, parts.total_steps, parts.steps_per_epoch, step, checkpoints, RUNNING
+        )
         self._truncate_loss_history(step)
-
-        model.train()
+        batches = _Batches(parts, self.config)
+        clock = _StepClock()
+        parts.model.train()
         loss_file = self.run.loss_path.open("a", buffering=1 << 16)
-        started = time.monotonic()
-        start_step = step
-        first_step_done = 0.0
         loss_flushed = 0.0
         loss_value: float | None = None
-        order, order_epoch = torch.empty(0, dtype=torch.long), -1
+        pending: list[tuple[int, int, torch.Tensor]] = []  # (step, epoch, loss on the device), not read yet
+        next_batch: _Batch | None = None  # drawn ahead: the generator has moved past it
         status = SUCCEEDED
         try:
-            while step < total_steps:
-                if self.hooks.should_stop():
+            while step < parts.total_steps:
+                if not pending and self.hooks.should_stop():
                     status = CANCELLED
                     break
-                epoch, index = divmod(step, steps_per_epoch)
-                if order_epoch != epoch:  # one permutation per epoch, a pure function of (seed, epoch)
-                    order, order_epoch = epoch_order(len(data), cfg.seed, epoch), epoch
-                batch = images[order[index * cfg.batch_size : (index + 1) * cfg.batch_size]]
-                x0 = to_model_range(batch)
-                if flip:
-                    flips = torch.rand(x0.shape[0], generator=generator) < 0.5
-                    x0 = torch.where(flips[:, None, None, None], x0.flip(-1), x0)
-                t = torch.randint(0, schedule.timesteps, (x0.shape[0],), generator=generator)
-                eps = torch.randn(x0.shape, generator=generator)
-                x0, eps = (to_layout(v.to(self.device), fast) for v in (x0, eps))
-                loss = schedule.loss(model, x0, t.to(self.device), eps)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                if ema is not None:
-                    ema.update(model)
+                batch, next_batch = next_batch or batches.staged(step), None
+                pending.append((step + 1, batch.epoch, self._step(parts, batch)))
                 step += 1
-                loss_value = loss.item()
-                elapsed = time.monotonic() - started
-                loss_file.write(f"{step},{epoch},{loss_value:.6g},{cfg.lr:.6g},{elapsed:.3f}\n")
-                # The first step (allocation, kernel selection) is slow: time the rate from its end.
-                if step == start_step + 1:
-                    first_step_done = elapsed
-                rate = (
-                    (step - start_step - 1) / (elapsed - first_step_done)
-                    if elapsed > first_step_done
-                    else 0.0
+                if self.prefetch and step < parts.total_steps:
+                    next_batch = batches.staged(step)  # on the CPU, while the device runs the step
+                epoch_done = step % parts.steps_per_epoch == 0
+                keep = step == parts.total_steps or (
+                    epoch_done and (step // parts.steps_per_epoch) % self.config.checkpoint_every == 0
                 )
-                progress = TrainProgress(
-                    run_id=self.run.run_id,
-                    step=step,
-                    total_steps=total_steps,
-                    epoch=step // steps_per_epoch,
-                    loss=loss_value,
-                    lr=cfg.lr,
-                    elapsed=elapsed,
-                    eta=(total_steps - step) / rate if rate > 0 else (0.0 if step == total_steps else None),
-                )
-                for hook in self.hooks.on_progress:
-                    hook(progress)
-                epoch_done = step % steps_per_epoch == 0
-                keep = step == total_steps or (
-                    epoch_done and (step // steps_per_epoch) % cfg.checkpoint_every == 0
-                )
+                if not (epoch_done or keep or step % self.sync_every == 0):
+                    continue
+                elapsed = clock.tick(step)
+                done = self._read_back(pending, elapsed, loss_file)
+                loss_value = done[-1][1]
+                self._report(done, parts, clock, elapsed)
                 if epoch_done or keep or elapsed - loss_flushed >= LOSS_FLUSH_S:
                     loss_file.flush()
                     loss_flushed = elapsed
                 if epoch_done or keep:
-                    self._save(model, optimizer, ema, generator, step, steps_per_epoch, checkpoints, keep)
+                    self._save(parts, step, checkpoints, keep, next_batch)
         except Cancelled:
             status = CANCELLED
         finally:
             loss_file.close()
         if status == CANCELLED and step > 0 and not self._latest_is_at(step):
             # Keep the last completed step so a cancelled run can be resumed or sampled.
-            self._save(model, optimizer, ema, generator, step, steps_per_epoch, checkpoints, keep=True)
+            self._save(parts, step, checkpoints, keep=True, next_batch=next_batch)
         self.run.update(status=status, step=step, checkpoints=checkpoints)
-        return TrainResult(self.run.run_id, status, step, total_steps, checkpoints, loss_value)
+        return TrainResult(self.run.run_id, status, step, parts.total_steps, checkpoints, loss_value)
+
+    def _read_back(
+        self, pending: list[tuple[int, int, torch.Tensor]], elapsed: float, loss_file: Any
+    ) -> list[tuple[int, float]]:
+        """[(step, loss)] of the pending steps, read in one host-device synchronisation, their loss
+        rows written (before any hook runs, so a hook that cancels leaves no trained step out of the
+        history). Empties `pending`."""
+        losses = torch.stack([loss for _, _, loss in pending]).tolist()
+        for (step, epoch, _), loss in zip(pending, losses, strict=True):
+            loss_file.write(f"{step},{epoch},{loss:.6g},{self.config.lr:.6g},{elapsed:.3f}\n")
+        done = [(step, loss) for (step, _, _), loss in zip(pending, losses, strict=True)]
+        pending.clear()
+        return done
+
+    def _report(
+        self, done: list[tuple[int, float]], parts: _Parts, clock: _StepClock, elapsed: float
+    ) -> None:
+        """on_progress for each step read back, in step order."""
+        for step, loss in done:
+            progress = TrainProgress(
+                run_id=self.run.run_id,
+                step=step,
+                total_steps=parts.total_steps,
+                epoch=step // parts.steps_per_epoch,
+                loss=loss,
+                lr=self.config.lr,
+                elapsed=elapsed,
+                eta=clock.eta(step, parts.total_steps),
+            )
+            for hook in self.hooks.on_progress:
+                hook(progress)
+
+    def _build(self) -> _Parts:
+        """The data, a seeded network on the device's fast path, its optimiser, EMA, generator, schedule."""
+        from models import arch_config, build_from_config
+
+        cfg = self.config
+        data = load_dataset(cfg.dataset, self.data_dir, cfg.image_size)
+        steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
+        total_steps = cfg.epochs * steps_per_epoch
+        if cfg.max_steps is not None:
+            total_steps = min(total_steps, cfg.max_steps)
+        model_config = arch_config(cfg.arch, **cfg.model_options())
+        with torch.random.fork_rng(devices=[]):  # seeded weight init without touching the caller's RNG
+            torch.manual_seed(derive_seed(cfg.seed, STREAM_TRAINING, 0))
+            model = build_from_config(model_config).to(self.device)
+        # The device's fast path (layout, TF32, the run's bf16): checkpoints stay contiguous.
+        fast = training_path(self.device, bf16=cfg.bf16)
+        model = prepare_for_training(model, fast)
+        return _Parts(
+            images=data.images,
+            flip=data.default_flip if cfg.flip is None else cfg.flip,
+            steps_per_epoch=steps_per_epoch,
+            total_steps=total_steps,
+            model_config=model_config.to_dict(),
+            model=model,
+            fast=fast,
+            device=self.device,
+            optimizer=torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay),
+            ema=_Ema(model, cfg.ema_decay) if cfg.ema else None,
+            generator=torch.Generator().manual_seed(derive_seed(cfg.seed, STREAM_TRAINING, 1)),
+            schedule=make_schedule(cfg.schedule),
+        )
+
+    def _restore(self, parts: _Parts, resume: bool) -> tuple[int, list[dict[str, Any]]]:
+        """(step, kept checkpoints) to start from: the newest loadable checkpoint's state when resuming,
+        else a fresh, seeded start."""
+        state = self._newest_loadable_state() if resume else None
+        if state is None:
+            self.run.path.mkdir(parents=True, exist_ok=True)
+            # torch's global generators drive dropout: seed them so a fresh run is reproducible too.
+            torch.manual_seed(derive_seed(self.config.seed, STREAM_TRAINING, 2))
+            return 0, []
+        self._check_resumable(state)
+        parts.model.load_state_dict(state.model)
+        if state.optimizer is None:
+            raise CheckpointError(f"checkpoint at step {state.step} has no optimizer state to resume from")
+        parts.optimizer.load_state_dict(state.optimizer)
+        _match_parameter_layout(parts.optimizer)
+        if parts.ema is not None:
+            weights = parts.model.state_dict()
+            parts.ema.shadow = {k: _like(weights[k], v) for k, v in state.ema.items()}
+        parts.generator.set_state(state.rng["generator"])
+        _restore_global_rng(state.rng, self.device)
+        checkpoints = [c for c in self.run.read().get("checkpoints", []) if c["step"] <= state.step]
+        return state.step, checkpoints
+
+    @staticmethod
+    def _step(parts: _Parts, batch: _Batch) -> torch.Tensor:
+        """One optimiser step, queued on the device; the loss before the step (read back later).
+
+        Under bf16 only the network runs in bfloat16: its output is cast back, and the noise, the
+        loss, the gradients' accumulation into fp32 weights and AdamW stay fp32."""
+        fast = parts.fast
+        x0, eps = to_layout(batch.x0, fast), to_layout(batch.eps, fast)
+
+        def eps_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            with torch.autocast(parts.device.type, dtype=torch.bfloat16, enabled=fast.bf16):
+                out = parts.model(x, t)
+            return out.float()
+
+        with fp32_precision(fast.tf32) if parts.device.type == "cuda" else nullcontext():
+            loss = parts.schedule.loss(eps_fn, x0, batch.t, eps)
+            parts.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            parts.optimizer.step()
+        if parts.ema is not None:
+            parts.ema.update(parts.model)
+        return loss.detach()
 
     def _newest_loadable_state(self) -> Checkpoint | None:
         """The newest checkpoint that loads: latest, else kept ones newest first (a corrupt or truncated
@@ -374,10 +525,14 @@ class Trainer:
     def _check_resumable(self, state: Checkpoint) -> None:
         stored = state.meta.get("train_config", {})
         mine = self.config.to_dict()
-        # Only how long to train and how often to keep checkpoints may change on resume.
+        # Only how long to train and how often to keep checkpoints may change on resume. An option a
+        # checkpoint predates (e.g. bf16) had its default value then.
         may_change = set(RESUMABLE_CHANGES)
+        defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
         differs = sorted(
-            k for k in mine if k not in may_change and _jsonish(stored.get(k)) != _jsonish(mine[k])
+            k
+            for k in mine
+            if k not in may_change and _jsonish(stored.get(k, defaults.get(k))) != _jsonish(mine[k])
         )
         if differs:
             raise InvalidOption(
@@ -401,21 +556,20 @@ class Trainer:
     ) -> None:
         existing = self.run.read() if self.run.exists() else {}
         self.run.write(
-            {
-                "run_id": self.run.run_id,
-                "arch": self.config.arch,
-                "created": existing.get("created", time.time()),
-                "updated": time.time(),
-                "status": status,
-                "device": str(self.device),
-                "train_config": self.config.to_dict(),
-                "model_config": model_config,
-                "total_steps": total_steps,
-                "steps_per_epoch": steps_per_epoch,
-                "step": step,
-                "checkpoints": checkpoints,
+            run_record(
+                self.run.run_id,
+                self.config.arch,
+                self.config.to_dict(),
+                status,
+                created=existing.get("created"),
+                device=str(self.device),
+                model_config=model_config,
+                total_steps=total_steps,
+                steps_per_epoch=steps_per_epoch,
+                step=step,
+                checkpoints=checkpoints,
                 **self._resume_notes,
-            }
+            )
         )
 
     def _truncate_loss_history(self, step: int) -> None:
@@ -430,30 +584,32 @@ class Trainer:
 
     def _save(
         self,
-        model: torch.nn.Module,
-        optimizer: torch.optim.Optimizer,
-        ema: _Ema | None,
-        generator: torch.Generator,
+        parts: _Parts,
         step: int,
-        steps_per_epoch: int,
         checkpoints: list[dict[str, Any]],
         keep: bool,
+        next_batch: _Batch | None = None,
     ) -> None:
+        """Checkpoint the state after `step`. The generator state saved is the one before the next
+        batch's draws (`next_batch`, when it was drawn ahead), so a resume draws that batch again."""
         meta = {
             "run_id": self.run.run_id,
             "arch": self.config.arch,
-            "model_config": model.config.to_dict(),
+            "model_config": parts.model_config,
             "train_config": self.config.to_dict(),
             "step": step,
-            "epoch": step / steps_per_epoch,
+            "epoch": step / parts.steps_per_epoch,
             "time": time.time(),
         }
         checkpoint = Checkpoint(
             meta=meta,
-            model=model.state_dict(),
-            ema=ema.shadow if ema is not None else {},
-            optimizer=optimizer.state_dict(),
-            rng={"generator": generator.get_state(), **_global_rng(self.device)},
+            model=parts.model.state_dict(),
+            ema=parts.ema.shadow if parts.ema is not None else {},
+            optimizer=parts.optimizer.state_dict(),
+            rng={
+                "generator": next_batch.generator_state if next_batch else parts.generator.get_state(),
+                **_global_rng(self.device),
+            },
         )
         # Kept checkpoint first, then latest: a crash between the two still resumes from a step <= kept.
         if keep:
@@ -481,6 +637,27 @@ def _restore_global_rng(states: dict[str, torch.Tensor], device: torch.device) -
         torch.set_rng_state(states["torch_cpu"])
     if device.type == "cuda" and "torch_cuda" in states:
         torch.cuda.set_rng_state(states["torch_cuda"], device)
+
+
+def _like(reference: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """`value` on `reference`'s device with its memory layout (strides): checkpoints hold contiguous
+    tensors, the training weights may be channels-last."""
+    if value.shape != reference.shape or value.stride() == reference.stride():
+        return value.to(reference.device)
+    return torch.empty_like(reference, dtype=value.dtype).copy_(value)
+
+
+def _match_parameter_layout(optimizer: torch.optim.Optimizer) -> None:
+    """Give restored optimizer state (AdamW's exp_avg, exp_avg_sq) its parameter's layout, as a fresh
+    run's zeros_like(param) has: a contiguous moment beside a channels-last weight is converted at
+    every step and keeps the update off the fast multi-tensor path."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            state = optimizer.state.get(param, {})
+            for key, value in state.items():
+                # Only the moments: AdamW's step count is a scalar that stays where it is.
+                if isinstance(value, torch.Tensor) and value.shape == param.shape:
+                    state[key] = _like(param, value)
 
 
 def _jsonish(value: Any) -> Any:

@@ -21,6 +21,8 @@ POOL_KINDS: tuple[str, ...] = ("max", "avg")
 # Channels are rounded to this multiple when a width multiplier scales them, so that 4 attention heads
 # and GroupNorm always divide them evenly.
 CHANNEL_MULTIPLE = 8
+# ddpm_original and refinenet normalise with GroupNorm(gcd(NORM_GROUPS, channels)) (Ho et al.'s 32 groups).
+NORM_GROUPS = 32
 TIME_EMBED_DIM = 256
 
 
@@ -56,6 +58,13 @@ class _ChannelMultConfig(_NetworkConfig):
 
     def with_width(self, width: float) -> Any:
         return dataclasses.replace(self, ch=scale_width(self.ch, width))  # type: ignore[type-var]
+
+    @property
+    def smallest_deepest_side(self) -> int:
+        """Where GroupNorm(gcd(NORM_GROUPS, channels)) leaves one channel per group at the deepest level
+        (tiny widths), a 1x1 map of one image has a single value per group, which GroupNorm refuses: the
+        deepest level must then be at least 2x2."""
+        return 2 if NORM_GROUPS % (self.ch * self.ch_mult[-1]) == 0 else 1
 
 
 @dataclass(frozen=True)
@@ -252,3 +261,12 @@ def apply_width(config: ModelConfig, width: float) -> ModelConfig:
     ):
         raise ConfigError(f"width must be a number > 0, got {width!r}")
     return config.with_width(width)
+
+
+def valid_image_sizes(config: ModelConfig, smallest: int, largest: int) -> list[int]:
+    """The image sizes in [smallest, largest] a network takes: it halves the image `levels` times, so a
+    multiple of 2**levels, large enough that its deepest level is not smaller than it can normalise."""
+    factor = 2**config.levels
+    deepest = getattr(config, "smallest_deepest_side", 1)
+    first = -(-max(smallest, factor * deepest) // factor) * factor
+    return list(range(first, largest + 1, factor))

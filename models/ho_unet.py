@@ -14,9 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.config import HoUNetConfig
-
-NORM_GROUPS = 32
+from models.config import NORM_GROUPS, HoUNetConfig
 
 
 def _norm(channels: int) -> nn.GroupNorm:

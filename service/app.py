@@ -1,6 +1,6 @@
 """The FastAPI app: `uvicorn service.app:app`, or `ddpm serve` for API + worker + Redis in one command.
 
-This module imports no torch (tests/service/test_torch_free.py checks it in a fresh interpreter).
+This module imports no torch (tests/service/test_isolation.py and tests/test_layers.py check it in a fresh interpreter).
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ import anyio
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from jobs.mirror import JobMirror, restore_if_lost
+from jobs.publish import JobQueue
+from jobs.settings import Settings
+from jobs.store import JobStore
 from service.deps import require_api_key
 from service.errors import install_handlers
-from service.jobmirror import JobMirror, restore_if_lost
-from service.jobstore import JobStore
 from service.middleware import BodySizeLimit
-from service.queue import JobQueue
 from service.routes import archs, fid, health, jobs, metrics, plots, runs, samples, train
-from service.settings import Settings
 from service.web import install_web
 
 DESCRIPTION = """Train, sample and score (FID) the DDPM UNet variants of *Newer Architectures for Diffusion*.
@@ -59,7 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         mirror=JobMirror.of(settings.data_dir),
     )
     app.state.queue = JobQueue(settings)
-    install_handlers(app, settings.redis_url)
+    install_handlers(app, settings.redis_url, settings.data_dir)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     if settings.cors_origins:  # off unless an operator names the browser origins to allow
         app.add_middleware(

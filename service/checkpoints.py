@@ -1,41 +1,14 @@
-"""Which checkpoint a request means, found from the run folders without loading torch.
-
-A kept checkpoint (runs/<run>/checkpoints/step-XXXXXXXX.safetensors) is never rewritten once it
-exists, so (run id, step, which weights) identifies its contents: the sample cache keys on it.
-"""
+"""Which checkpoint a request means, found from the run folders without loading torch; what the
+request got wrong, as HTTP errors."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 from ddpm.errors import InvalidOption
 from ddpm.runs import RunDir, newest_checkpoint
+from jobs.specs import CheckpointRef
 from service.errors import Conflict, NotFound, invalid_field
-
-# run.json's status from POST /train until the worker's trainer takes the run over (the engine's own
-# states are running/succeeded/cancelled/failed).
-QUEUED_RUN = "queued"
-
-
-@dataclass(frozen=True)
-class CheckpointRef:
-    arch: str
-    run_id: str
-    step: int
-    epoch: float | None
-    weights: str  # "ema" when the run keeps EMA weights (sampling prefers them), else "model"
-
-    def path(self, data_dir: Path) -> Path:
-        return RunDir.of(data_dir, self.run_id).checkpoint_path(self.step)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CheckpointRef:
-        return cls(**data)
 
 
 def existing_run(data_dir: Path, run_id: str) -> RunDir:

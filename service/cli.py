@@ -8,6 +8,17 @@ from __future__ import annotations
 
 import argparse
 
+from ddpm.device import check_device_name
+from ddpm.errors import InvalidOption
+
+
+def _device(value: str) -> str:
+    """--device, checked before anything starts (torch-free: the API process never loads torch)."""
+    try:
+        return check_device_name(value)
+    except InvalidOption as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     serve = subparsers.add_parser(
@@ -19,7 +30,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--no-worker", action="store_true", help="API only (workers run elsewhere)")
-    serve.add_argument("--device", help="worker device: auto (default), cpu or cuda[:N] (env DDPM_DEVICE)")
+    serve.add_argument(
+        "--device",
+        type=_device,
+        help="worker device: auto (default: CUDA when usable, else the CPU), cpu or cuda[:N] (the worker "
+        "exits saying why if it cannot use it) (env DDPM_DEVICE)",
+    )
     serve.set_defaults(handler=cmd_serve)
 
     worker = subparsers.add_parser(
@@ -28,7 +44,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="One worker process runs one job at a time. On a multi-GPU host start one per GPU, "
         "e.g. CUDA_VISIBLE_DEVICES=1 ddpm worker.",
     )
-    worker.add_argument("--device", help="auto (default), cpu or cuda[:N] (env DDPM_DEVICE)")
+    worker.add_argument(
+        "--device",
+        type=_device,
+        help="auto (default: CUDA when usable, else the CPU, logged), cpu or cuda[:N] (exits with status 78 "
+        "and the reason, e.g. the NVIDIA driver found and the one needed, if it cannot use it) "
+        "(env DDPM_DEVICE)",
+    )
     worker.add_argument("--name", help="Celery node name (default ddpm-<pid>@<host>)")
     worker.add_argument("--loglevel", default="INFO")
     worker.add_argument(
@@ -71,10 +93,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs_rebuild(args: argparse.Namespace) -> int:
-    from service.jobmirror import JobMirror, restore_jobs
-    from service.jobstore import JobStore
-    from service.queue import JobQueue
-    from service.settings import Settings
+    from jobs.mirror import JobMirror, restore_jobs
+    from jobs.publish import JobQueue
+    from jobs.settings import Settings
+    from jobs.store import JobStore
 
     settings = Settings(**({"data_dir": args.data_dir} if args.data_dir else {}))
     mirror = JobMirror.of(settings.data_dir)

@@ -2,7 +2,7 @@
 
 Nothing is counted in the API process: it may run as several processes, each scraped at random by a
 load balancer, and would disagree. Job counts and rates come from the job records, queue depth from
-the broker's list, workers from their heartbeats, run times and work totals from service/telemetry.py.
+the broker's list, workers from their heartbeats, run times and work totals from jobs/telemetry.py.
 """
 
 from __future__ import annotations
@@ -16,14 +16,12 @@ import redis
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
-from service import telemetry
-from service.jobstore import KINDS, RUNNING, STATES, TERMINAL_STATES, TRAIN, JobStore
-from service.settings import Settings
-
-# kombu's Redis transport keeps a queue's messages in one list per priority step: the bare name for
-# priority 0 (what we publish), "<queue>\x06\x16<p>" for the others.
-KOMBU_PRIORITY_SEP = "\x06\x16"
-KOMBU_PRIORITY_STEPS = (3, 6, 9)
+from jobs import telemetry
+from jobs.publish import queue_lists
+from jobs.records import KINDS, RUNNING, STATES, TERMINAL_STATES, TRAIN
+from jobs.registry import WorkerRegistry
+from jobs.settings import Settings
+from jobs.store import JobStore
 
 JOB_FIELDS = (
     "kind",
@@ -88,9 +86,8 @@ def count_new_finished(store: JobStore, census: JobCensus, ttl_s: int) -> None:
 
 
 def queue_depth(store: JobStore, queue: str) -> int:
-    names = [queue] + [f"{queue}{KOMBU_PRIORITY_SEP}{p}" for p in KOMBU_PRIORITY_STEPS]
     pipe = store.client.pipeline(transaction=False)
-    for name in names:
+    for name in queue_lists(queue):
         pipe.llen(name)
     return sum(pipe.execute())
 
@@ -130,7 +127,7 @@ def _families(store: JobStore, settings: Settings) -> Iterator[Metric]:
         "ddpm_workers", "Workers whose heartbeat is live, by the queue they consume", labels=["queue"]
     )
     by_queue: dict[str, int] = {settings.queue: 0}
-    for worker in store.workers():
+    for worker in WorkerRegistry(store.client, store.prefix).alive():
         queue = str(worker.get("queue"))
         by_queue[queue] = by_queue.get(queue, 0) + 1
     for queue, count in sorted(by_queue.items()):

@@ -1,4 +1,10 @@
-"""Request and response models. Bounds come from ddpm.limits (the engine's own); a bad value gets a 422 naming it."""
+"""Request and response models. Bounds come from ddpm.limits (the engine's own); a bad value gets a 422 naming it.
+
+JSON bodies are validated strictly: a number must be finite (NaN, Infinity and overflowing literals such
+as 1e400 are refused), an integer field takes only JSON integers ("3", 3.5 and true are refused) and a
+boolean only true or false ("yes" and 1 are refused). Query strings are text, so their numbers are
+parsed, but they too must be finite and within bounds.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +12,27 @@ import time
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from ddpm import limits
-from models import ConfigError, UnknownArchError, arch_config, resolve_arch
+from ddpm.errors import InvalidOption
+from ddpm.sampler_spec import SamplerSpec
+from jobs.settings import MAX_WAIT_S
+from models import ConfigError, ModelConfig, UnknownArchError, arch_config, resolve_arch
+from models.config import valid_image_sizes as models_valid_image_sizes
+
+# JSON bodies: strict types (no "3" for an integer, no "yes" for a boolean) and finite numbers only.
+STRICT_BODY = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+# Query strings arrive as text and are parsed; their numbers must still be finite.
+FINITE_QUERY = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 def _canonical_arch(name: str) -> str:
@@ -26,7 +49,57 @@ ArchName = Annotated[
 ]
 RunId = Annotated[str, Field(pattern=limits.RUN_ID_REGEX, description="a run id as listed by GET /runs")]
 Seed = Annotated[int, Field(ge=0, le=limits.MAX_SEED)]
-Sampler = Literal["ddpm", "ddim"]
+
+
+class SamplerFields(BaseModel):
+    """Which sampler, with which options (ddpm/sampler_spec.py). Each option applies to the samplers named
+    in its description; left out, it takes that sampler's default. A request that names an option its
+    sampler does not read is refused, so nobody believes they changed a grid they did not."""
+
+    sampler: Literal[limits.SAMPLERS] = Field(
+        "ddpm",
+        description="ddpm: the report's 1000 ancestral steps; ddim; dpmpp_2m: DPM-Solver++(2M); heun: Karras "
+        "et al.'s second-order sampler",
+    )
+    steps: int | None = Field(
+        None,
+        ge=1,
+        le=limits.MAX_SAMPLER_STEPS,
+        description="ddim, dpmpp_2m: network calls; heun: noise levels (2 * steps - 1 calls); ddpm: always "
+        f"{limits.DDPM_STEPS}. Defaults: {limits.DEFAULT_STEPS}",
+    )
+    eta: float | None = Field(
+        None, ge=0.0, le=1.0, description="ddim: 0 deterministic (default), 1 DDPM-like"
+    )
+    clip_x0: bool | None = Field(
+        None, description="all: clamp each step's predicted x0 to [-1, 1] (default: on for ddim only)"
+    )
+    variance: Literal[limits.DDPM_VARIANCES] | None = Field(
+        None, description="ddpm: beta (the report's, default) or beta_tilde (the posterior's)"
+    )
+    spacing: Literal[limits.DPM_SPACINGS] | None = Field(
+        None, description="dpmpp_2m: steps uniform in time or in log-SNR (default)"
+    )
+    timestep: Literal[limits.HEUN_TIMESTEPS] | None = Field(
+        None, description="heun: the network's t for a noise level, interpolated (default) or nearest"
+    )
+    churn: float | None = Field(None, ge=0.0, le=limits.MAX_CHURN, description="heun: S_churn (default 0)")
+    churn_tmin: float | None = Field(None, ge=0.0, le=limits.MAX_SIGMA, description="heun: S_tmin")
+    churn_tmax: float | None = Field(None, ge=0.0, le=limits.MAX_SIGMA, description="heun: S_tmax")
+    churn_noise: float | None = Field(
+        None, gt=0.0, le=limits.MAX_CHURN_NOISE, description="heun: S_noise (default 1)"
+    )
+
+    def sampler_spec(self) -> SamplerSpec:
+        return SamplerSpec(**self.model_dump(include=set(SamplerFields.model_fields)))
+
+    @model_validator(mode="after")
+    def _valid_sampler(self) -> SamplerFields:
+        try:
+            self.sampler_spec()
+        except InvalidOption as err:
+            raise ValueError(str(err)) from err
+        return self
 
 
 def check_dataset(spec: str) -> str:
@@ -48,7 +121,7 @@ def check_dataset(spec: str) -> str:
 class TrainRequest(BaseModel):
     """Every field but arch defaults to the report's setup (CIFAR-10, 100 epochs, batch 128, AdamW 2e-4)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_BODY
 
     arch: ArchName | None = None
     dataset: Annotated[str, Field(max_length=256), AfterValidator(check_dataset)] = "cifar10"
@@ -64,6 +137,10 @@ class TrainRequest(BaseModel):
         10, ge=1, le=limits.MAX_EPOCHS, description="epochs between kept checkpoints"
     )
     ema: bool = False
+    bf16: bool = Field(
+        False,
+        description="bf16 autocast for the network on CUDA (loss, weights, AdamW stay fp32); fixed per run",
+    )
     schedule: Literal["linear", "cosine"] = Field(
         "linear", description="noise schedule (cosine: Nichol & Dhariwal)"
     )
@@ -79,6 +156,35 @@ class TrainRequest(BaseModel):
     run_id: RunId | None = Field(None, description="name the run (default <arch>-<time>-<random>)")
     resume: bool = Field(False, description="continue run_id from its latest checkpoint")
 
+    # What the chosen variant's network can take, checked field by field so that each 422 is located
+    # at the field to change (fields are validated in order: arch, width and dropout come first).
+    @field_validator("width")
+    @classmethod
+    def _width_fits_the_arch(cls, width: float, info: ValidationInfo) -> float:
+        if info.data.get("arch") is not None:
+            _network(info.data["arch"], width)
+        return width
+
+    @field_validator("dropout")
+    @classmethod
+    def _arch_has_dropout(cls, dropout: float | None, info: ValidationInfo) -> float | None:
+        arch, width = info.data.get("arch"), info.data.get("width")
+        if dropout is not None and arch is not None and width is not None:
+            config = _network(arch, width)
+            if not hasattr(config, "dropout"):
+                raise ValueError(
+                    f"dropout does not apply to {arch}: its network ({config.network}) has none; leave it out"
+                )
+        return dropout
+
+    @field_validator("image_size")
+    @classmethod
+    def _image_size_fits_the_arch(cls, image_size: int, info: ValidationInfo) -> int:
+        arch, width = info.data.get("arch"), info.data.get("width")
+        if arch is not None and width is not None:
+            check_image_size(arch, _network(arch, width), image_size)
+        return image_size
+
     @model_validator(mode="after")
     def _consistent(self) -> TrainRequest:
         if self.resume:
@@ -88,11 +194,6 @@ class TrainRequest(BaseModel):
             raise ValueError('arch is required, e.g. {"arch": "convnext"}; GET /archs lists them')
         if self.dataset == "cifar10" and self.image_size != 32:
             raise ValueError("CIFAR-10 images are 32x32; image_size applies to digits and folder datasets")
-        if self.arch is not None:
-            try:  # width too small or too large for the variant's channel layout
-                arch_config(self.arch, width=self.width)
-            except ConfigError as err:
-                raise ValueError(str(err)) from err
         return self
 
     def engine_config(self) -> dict[str, Any]:
@@ -100,8 +201,30 @@ class TrainRequest(BaseModel):
         return self.model_dump(exclude={"run_id", "resume"})
 
 
-class SampleQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+def _network(arch: str, width: float) -> ModelConfig:
+    """The variant's network at this width (a width too small or too large for its channels is refused)."""
+    try:
+        return arch_config(arch, width=width)
+    except ConfigError as err:
+        raise ValueError(str(err)) from err
+
+
+def valid_image_sizes(config: ModelConfig) -> list[int]:
+    return models_valid_image_sizes(config, limits.MIN_IMAGE_SIZE, limits.MAX_IMAGE_SIZE)
+
+
+def check_image_size(arch: str, config: ModelConfig, image_size: int) -> None:
+    sizes = valid_image_sizes(config)
+    if image_size not in sizes:
+        shown = ", ".join(map(str, sizes[:6])) + (f", ..., {sizes[-1]}" if len(sizes) > 6 else "")
+        raise ValueError(
+            f"image_size {image_size} does not fit {arch}: its network halves the image {config.levels} "
+            f"times, so the size must be a multiple of {2**config.levels} from {sizes[0]}; valid sizes: {shown}"
+        )
+
+
+class SampleQuery(SamplerFields):
+    model_config = FINITE_QUERY
 
     arch: ArchName | None = None
     seed: Seed = 0
@@ -111,10 +234,9 @@ class SampleQuery(BaseModel):
     checkpoint: int | None = Field(
         None, ge=0, le=limits.MAX_TRAIN_STEPS, description="a kept checkpoint's step (needs run)"
     )
-    sampler: Sampler = "ddpm"
-    steps: int | None = Field(None, ge=1, le=limits.MAX_SAMPLER_STEPS, description="ddim steps (default 50)")
-    eta: float = Field(0.0, ge=0.0, le=1.0, description="ddim eta: 0 deterministic, 1 DDPM-like")
-    wait: float = Field(0.0, ge=0, description="seconds to wait for the grid before answering 202")
+    wait: float = Field(
+        0.0, ge=0, le=MAX_WAIT_S, description="seconds to wait for the grid before answering 202"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> SampleQuery:
@@ -122,34 +244,27 @@ class SampleQuery(BaseModel):
             raise ValueError(
                 "give arch (its newest checkpoint is used) or run, e.g. ?arch=biggan&seed=0&n=80"
             )
-        _check_ddpm_options(self.sampler, self.steps, self.eta)
         return self
 
 
-def _check_ddpm_options(sampler: str, steps: int | None, eta: float) -> None:
-    if sampler == "ddpm" and steps not in (None, limits.DDPM_STEPS):
-        raise ValueError(
-            f"the ddpm sampler always runs {limits.DDPM_STEPS} steps; use sampler=ddim for {steps}"
-        )
-    if sampler == "ddpm" and eta != 0:
-        raise ValueError("eta applies to the ddim sampler only")
-
-
-class FidRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class FidRequest(SamplerFields):
+    model_config = STRICT_BODY
 
     arch: ArchName | None = None
     run: RunId | None = None
     checkpoint: int | None = Field(
         None, ge=0, le=limits.MAX_TRAIN_STEPS, description="a kept checkpoint's step (needs run)"
     )
-    n_samples: int | list[int] = Field(
+    n_samples: (
+        Annotated[int, Field(ge=limits.MIN_FID_SAMPLES, le=limits.MAX_SAMPLES)]
+        | Annotated[
+            list[Annotated[int, Field(ge=limits.MIN_FID_SAMPLES, le=limits.MAX_SAMPLES)]],
+            Field(min_length=1, max_length=4 * limits.MAX_FID_SWEEP),
+        ]
+    ) = Field(
         limits.DEFAULT_FID_SAMPLES,
         description="samples to score; a list gives an FID-vs-N sweep from one sample set",
     )
-    sampler: Sampler = "ddpm"
-    steps: int | None = Field(None, ge=1, le=limits.MAX_SAMPLER_STEPS)
-    eta: float = Field(0.0, ge=0.0, le=1.0)
     seed: Seed = 0
     dataset: Literal["cifar10", "digits"] = Field("cifar10", description="reference statistics")
     batch_size: int = Field(128, ge=1, le=limits.MAX_BATCH)
@@ -159,19 +274,13 @@ class FidRequest(BaseModel):
     def _sweep(cls, value: int | list[int]) -> list[int]:
         values = sorted(set([value] if isinstance(value, int) else value))
         if not values or len(values) > limits.MAX_FID_SWEEP:
-            raise ValueError(f"n_samples: give 1 to {limits.MAX_FID_SWEEP} values")
-        bad = [v for v in values if not limits.MIN_FID_SAMPLES <= v <= limits.MAX_SAMPLES]
-        if bad:
-            raise ValueError(
-                f"n_samples {bad} out of range: each must be in [{limits.MIN_FID_SAMPLES}, {limits.MAX_SAMPLES}]"
-            )
+            raise ValueError(f"n_samples: give 1 to {limits.MAX_FID_SWEEP} distinct values")
         return values
 
     @model_validator(mode="after")
     def _consistent(self) -> FidRequest:
         if self.arch is None and self.run is None:
             raise ValueError('give arch (its newest checkpoint is scored) or run, e.g. {"arch": "biggan"}')
-        _check_ddpm_options(self.sampler, self.steps, self.eta)
         return self
 
 

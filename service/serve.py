@@ -1,17 +1,15 @@
-"""One-command local start: embedded Redis (unless REDIS_URL is set), one worker, the API."""
+"""One-command local start: embedded Redis (unless REDIS_URL is set), one worker (restarted when it
+dies: service/supervisor.py), the API. Ctrl-C or SIGTERM stops all three."""
 
 from __future__ import annotations
 
 import os
 import signal
-import subprocess
+import socket
 import sys
-import threading
 from pathlib import Path
 
 from ddpm.settings import data_dir as resolve_data_dir
-
-WORKER_STOP_TIMEOUT_S = 15.0
 
 
 def worker_env(data_dir: str | None, device: str | None) -> dict[str, str]:
@@ -44,6 +42,7 @@ def serve(data_dir: str | None, host: str, port: int, worker: bool = True, devic
     import uvicorn
 
     from service.embedded_redis import EmbeddedRedis
+    from service.supervisor import WorkerSupervisor
 
     env = worker_env(data_dir, device)
     root = Path(env["DATA_DIR"])
@@ -55,49 +54,32 @@ def serve(data_dir: str | None, host: str, port: int, worker: bool = True, devic
         print(f"embedded Redis at {env['REDIS_URL']} (data in {root / 'redis'})", file=sys.stderr)
     os.environ.update(env)  # the in-process API reads its Settings from the environment
 
-    process = None
-    worker_died = threading.Event()
+    supervisor = None
     try:
         if worker:
-            # Its own session too: on Ctrl-C we stop it first (warm), then Redis.
-            process = subprocess.Popen(worker_command(), env={**os.environ}, start_new_session=True)
-            threading.Thread(target=_exit_with_worker, args=(process, worker_died), daemon=True).start()
+            name = f"ddpm-{os.getpid()}@{socket.gethostname()}"
+            supervisor = WorkerSupervisor(worker_command(name), {**os.environ}, lambda: _forget_worker(name))
+            supervisor.start()
         print(f"API on http://{host}:{port} (docs at /docs), DATA_DIR={root}", file=sys.stderr)
         uvicorn.run("service.app:app", host=host, port=port, log_level="info")
     except (_Stop, KeyboardInterrupt):
         pass
     finally:
-        if process is not None:
-            _stop_worker(process)
+        if supervisor is not None:
+            supervisor.stop()  # warm: a running job stops after its step and keeps a checkpoint
         if embedded is not None:
             embedded.stop()
-    return 1 if worker_died.is_set() else 0
+    return 0
 
 
-def _exit_with_worker(process: subprocess.Popen[bytes], died: threading.Event) -> None:
-    """The worker dying is fatal to `ddpm serve` (its jobs would never run): stop the API too."""
-    code = process.wait()
-    if not _stopping.is_set():
-        died.set()
-        print(f"the worker exited (code {code}); stopping", file=sys.stderr)
-        os.kill(os.getpid(), signal.SIGTERM)
+def _forget_worker(name: str) -> None:
+    """Remove a dead worker's heartbeat at once, so /readyz stops listing it (it would expire anyway)."""
+    from jobs.registry import WorkerRegistry
+    from jobs.settings import Settings
+    from jobs.store import JobStore
 
-
-_stopping = threading.Event()
-
-
-def _stop_worker(process: subprocess.Popen[bytes]) -> None:
-    """Warm shutdown (SIGTERM: finish the current task), then, if a job is still running, cold.
-
-    A job interrupted here stays `running` until a live worker sees its heartbeat go stale and marks
-    it failed; training keeps its checkpoints and can be resumed.
-    """
-    _stopping.set()
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=WORKER_STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    settings = Settings()
+    store = JobStore.from_url(
+        settings.redis_url, settings.key_prefix, settings.job_ttl_s, settings.redis_timeout_s
+    )
+    WorkerRegistry(store.client, store.prefix).forget(name)

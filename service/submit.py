@@ -6,9 +6,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from ddpm.storage import relative_to_volume
+from jobs.publish import JobQueue
+from jobs.records import ACTIVE_STATES
+from jobs.store import JobStore
 from service.errors import Unavailable, redact
-from service.jobstore import ACTIVE_STATES, JobStore
-from service.queue import JobQueue
 
 log = logging.getLogger("service")
 
@@ -40,7 +42,8 @@ def submit(
             try:
                 before_publish(job_id)
             except Exception as err:
-                store.fail(job_id, f"could not prepare the job: {type(err).__name__}: {err}")
+                why = relative_to_volume(f"{type(err).__name__}: {err}", queue.settings.data_dir)
+                store.fail(job_id, f"could not prepare the job: {why}")
                 raise
         try:
             queue.enqueue(kind, job_id)

@@ -30,3 +30,7 @@ def make_image_folder(folder: Path, count: int, size: int = 32, seed: int = 0) -
         shape = (size + 4 * (i % 3), size + 2 * (i % 2), 3)
         Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(folder / f"img{i:03d}.png")
     return folder
+
+
+# The running stack for the API, job-plane and worker tests: Redis, real Celery workers, API clients.
+pytest_plugins = ("tests.stack",)

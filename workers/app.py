@@ -3,7 +3,7 @@
 GPU jobs are long and heavy, so: one process per worker (concurrency 1), prefetch 1 (a busy worker
 does not hoard queued jobs another GPU could start), late acks (a message whose worker dies is not
 lost with it). Which worker runs a job is decided by the job's lease in our own Redis record
-(service.jobstore), not by the broker: a redelivered copy of a running job is dropped, and a job whose
+(jobs/store.py), not by the broker: a redelivered copy of a running job is dropped, and a job whose
 worker died is re-queued by the sweep below. What users see never comes from Celery's result backend.
 """
 
@@ -13,18 +13,21 @@ import contextlib
 import logging
 import os
 import socket
+import sys
 import threading
 from typing import Any
 
 from celery import Celery, signals
 
-from ddpm.runs import RUNNING as RUN_RUNNING
-from ddpm.runs import RunDir
-from service.checkpoints import QUEUED_RUN
-from service.jobmirror import JobMirror, prune_now_and_then, restore_if_lost
-from service.jobstore import TASK_NAMES, TERMINAL_STATES, TRAIN, JobStore
-from service.queue import broker_options
-from service.settings import get_settings
+from ddpm.device import DeviceReport, cpu_report, probe_in_subprocess
+from ddpm.errors import InvalidOption
+from jobs.mirror import JobMirror, prune_now_and_then, restore_if_lost
+from jobs.orphans import sweep_orphans_now_and_then
+from jobs.publish import broker_options, publish
+from jobs.registry import WorkerRegistry
+from jobs.settings import get_settings
+from jobs.store import JobStore
+from workers.outcomes import settle_run
 
 log = logging.getLogger("workers")
 
@@ -40,6 +43,11 @@ app.conf.update(
     task_track_started=False,
     broker_transport_options=broker_options(settings),
     broker_connection_retry_on_startup=True,
+    # A Redis that cannot save (its disk is full) refuses writes with MISCONF, BRPOP included: retry
+    # the consumer's connection as for a lost one, instead of the worker exiting on that error, and
+    # never give up (it recovers by itself once Redis can write again).
+    broker_channel_error_retry=True,
+    broker_connection_max_retries=None,
     # A Redis blip must not kill an hours-long training: the job keeps running, and its record (not
     # the unacked message) decides whether a redelivery runs it again (only if its heartbeat stopped).
     worker_cancel_long_running_tasks_on_connection_loss=False,
@@ -52,6 +60,36 @@ app.conf.update(
 )
 
 HEARTBEAT_TTL_FACTOR = 3  # a worker key outlives two missed beats
+# Exit status of a worker that cannot have the device it was configured for (sysexits' EX_CONFIG).
+DEVICE_UNAVAILABLE_EXIT = 78
+
+# The device this worker's jobs run on, resolved once at start-up (_check_device).
+device_report: DeviceReport | None = None
+
+
+@signals.worker_init.connect
+def _check_device(**_: Any) -> None:
+    """Resolve DDPM_DEVICE before the pool starts: a worker asked for CUDA that cannot get it exits
+    (DEVICE_UNAVAILABLE_EXIT) saying what driver it found and what it needs, instead of running every
+    job on the CPU; `auto` logs what it chose and why. The check runs in a child process because a
+    process that has initialised CUDA cannot pass it on to the pool processes it forks. Every job of
+    this worker then runs on the resolved device (settings.device), the device its heartbeat shows."""
+    global device_report
+    requested = settings.device
+    try:
+        report = cpu_report() if requested == "cpu" else probe_in_subprocess(requested)
+    except InvalidOption as err:  # DeviceUnavailable, or a DDPM_DEVICE that is not a device at all
+        # Celery has not set up logging yet at worker_init: stderr is where this is seen (docker logs).
+        print(f"worker not started: DDPM_DEVICE={requested}: {err}", file=sys.stderr, flush=True)
+        raise SystemExit(DEVICE_UNAVAILABLE_EXIT) from err
+    device_report = report
+    settings.device = report.device
+    print(f"DDPM_DEVICE={requested}: {_describe(report)}", file=sys.stderr, flush=True)
+
+
+def _describe(report: DeviceReport) -> str:
+    text = f"jobs run on {report.device} ({report.name}, torch {report.torch})"
+    return f"{text}; {report.note}" if report.note else text
 
 
 def job_store() -> JobStore:
@@ -65,16 +103,15 @@ def job_store() -> JobStore:
 
 
 def publish_job(kind: str, job_id: str, queue: str | None) -> None:
-    """Send a job (again) to the queue the API recorded for it; the task id is the job id."""
-    app.send_task(
-        TASK_NAMES[kind], args=[job_id], queue=queue or settings.queue, task_id=job_id, ignore_result=True
-    )
+    """Send a job (again) to the queue the API recorded for it."""
+    publish(app, kind, job_id, queue or settings.queue)
 
 
 class Heartbeat:
     """Refreshes <prefix>:worker:<hostname> in Redis so /readyz can list live workers, restores the
-    job records from the volume if Redis lost them (service/jobmirror.py), and re-queues jobs whose
-    lease lapsed (any live worker does; the Lua scripts let only one of them succeed per job)."""
+    job records from the volume if Redis lost them (jobs/mirror.py), re-queues jobs whose lease
+    lapsed (any live worker does; the Lua scripts let only one of them succeed per job), and publishes
+    again queued jobs whose message the broker lost (jobs/orphans.py)."""
 
     def __init__(self, hostname: str) -> None:
         self.hostname = hostname
@@ -84,25 +121,41 @@ class Heartbeat:
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "queue": settings.queue,
-            "device": settings.device,
+            "device": settings.device,  # resolved at start-up: cpu, cuda:0
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         }
+        if device_report is not None:
+            self.info.update(
+                device_requested=device_report.requested,
+                device_name=device_report.name,
+                torch=device_report.torch,
+                torch_cuda=device_report.torch_cuda,
+                driver=device_report.driver,
+            )
         self.thread = threading.Thread(target=self._run, name="ddpm-heartbeat", daemon=True)
 
     def _run(self) -> None:
         store = job_store()
+        registry = WorkerRegistry(store.client, store.prefix)
+        failing = False  # an outage is logged when it starts and when it ends, not at every beat
         while not self.stop.is_set():
             try:
                 ttl = max(1, round(HEARTBEAT_TTL_FACTOR * settings.worker_heartbeat_s))
-                store.beat(self.hostname, self.info, ttl)
+                registry.beat(self.hostname, self.info, ttl)
                 restore_if_lost(store, publish_job, settings.lease_s)
                 prune_now_and_then(store)
                 reclaim_lost_jobs(store)
+                republish_lost_messages(store)
+                if failing:
+                    log.info("heartbeat written again")
+                failing = False
             except Exception as err:  # Redis blips must not kill the worker; the key just expires
-                log.warning("heartbeat failed: %s", err)
+                if not failing:
+                    log.warning("heartbeat failed (retrying every %ss): %s", settings.worker_heartbeat_s, err)
+                failing = True
             self.stop.wait(settings.worker_heartbeat_s)
         with contextlib.suppress(Exception):  # expiry removes the key anyway
-            store.forget_worker(self.hostname)
+            registry.forget(self.hostname)
 
 
 _heartbeat: Heartbeat | None = None
@@ -112,9 +165,17 @@ _heartbeat: Heartbeat | None = None
 def _on_ready(sender: Any = None, **_: Any) -> None:
     global _heartbeat
     hostname = getattr(sender, "hostname", None) or socket.gethostname()
+    try:
+        take_back_own_jobs(job_store(), hostname)
+    except Exception as err:  # Redis down: their leases lapse and the sweep re-queues them later
+        log.warning("could not check for jobs left by a previous %s: %s", hostname, err)
     _heartbeat = Heartbeat(hostname)
     _heartbeat.thread.start()
-    log.info("worker %s ready on queue %s (device %s)", hostname, settings.queue, settings.device)
+    requested = device_report.requested if device_report else settings.device
+    described = _describe(device_report) if device_report else f"jobs run on {settings.device}"
+    log.info(
+        "worker %s ready on queue %s; DDPM_DEVICE=%s: %s", hostname, settings.queue, requested, described
+    )
 
 
 @signals.worker_shutdown.connect
@@ -137,6 +198,30 @@ def reclaim_lost_jobs(store: JobStore) -> list[str]:
     return requeued
 
 
+def take_back_own_jobs(store: JobStore, hostname: str) -> list[str]:
+    """Re-queue at once the jobs recorded as running on this worker's name: as it starts (before it
+    consumes anything), they can only be its previous incarnation's, killed and restarted (by
+    `ddpm serve`, compose, systemd), so there is no need to wait for their leases to lapse. Should a
+    live worker share the name by mistake, the lease fencing stops its copy (it finds its job gone)."""
+    requeued = [job_id for job_id in store.running_ids() if _reclaim(store, job_id, hostname) == "requeued"]
+    if requeued:
+        log.warning("worker %s restarted: re-queued the jobs it was running before: %s", hostname, requeued)
+    return requeued
+
+
+def republish_lost_messages(store: JobStore) -> list[str]:
+    """Publish again the queued jobs whose broker message is gone (jobs/orphans.py); a training that
+    had to be failed instead marks its run failed too."""
+    report = sweep_orphans_now_and_then(
+        store, publish_job, settings.queue, settings.orphan_after_s, settings.max_attempts
+    )
+    if report is None:
+        return []
+    for job_id in report.failed:
+        settle_run(settings.data_dir, store.get(job_id) or {})
+    return report.republished
+
+
 def _reclaim(store: JobStore, job_id: str, worker: str | None = None) -> str:
     outcome = store.reclaim(job_id, settings.max_attempts, worker)
     if outcome in ("requeued", "failed", "cancelled"):
@@ -146,19 +231,9 @@ def _reclaim(store: JobStore, job_id: str, worker: str | None = None) -> str:
             # lets one run and the other is dropped.
             publish_job(job.get("kind", "train"), job_id, job.get("queue"))
         else:
-            settle_run(job)
+            settle_run(settings.data_dir, job)
         log.warning("job %s lost its worker: %s", job_id, outcome)
     return outcome
-
-
-def settle_run(job: dict[str, Any]) -> None:
-    """A training that ended without its trainer saying so (given up after its workers kept dying,
-    or cancelled while lost) marks its run.json, which the dead trainer left 'running', the same way."""
-    if job.get("kind") != TRAIN or job.get("state") not in TERMINAL_STATES or not job.get("run_id"):
-        return
-    run = RunDir.of(settings.data_dir, job["run_id"])
-    if run.exists() and run.read().get("status") in (QUEUED_RUN, RUN_RUNNING):
-        run.update(status=job["state"], error=job.get("error"))
 
 
 @signals.task_failure.connect

@@ -1,7 +1,7 @@
 """Sampling jobs, batched: a worker that starts one takes in other queued jobs that can share its batches.
 
 The job the worker's message started (the leader) waits `DDPM_BATCH_WINDOW_S`, then pops the jobs the
-API announced under the same batch key (service/batching.py: same weights, sampler, steps, eta) and
+API announced under the same batch key (jobs/batching.py: same weights, sampler, steps, eta) and
 claims each with `JobStore.start` under a token of its own, exactly as the job's own message would:
 a job that was cancelled, finished or is running elsewhere is refused and skipped. It takes only what
 fits in the room its own last network batch leaves (`DDPM_SAMPLE_BATCH_SIZE`), so joining costs the
@@ -12,6 +12,9 @@ outcome, and its grid is written to its own cache path; the engine gives every r
 would get alone. Its own message, delivered later, finds it running or finished and is dropped by
 `run_job`. If this process dies, every claimed job's lease lapses and the sweep re-queues it with a new
 message (workers/app.py), like any job whose worker was lost.
+
+Batching happens only where the engine's sampling path promises that an image's bits do not depend
+on its batch (`shares_batches_exactly`: always on CPU eager and on CUDA, not for a compiled CPU path).
 
 Ending: the engine failing fails every job of the batch with the same error; a claimed job cancelled
 mid-batch ends `cancelled` at once (the batch goes on for the others; its images are dropped); the
@@ -31,19 +34,17 @@ from typing import Any
 
 import redis
 
-from ddpm.errors import Cancelled, DdpmError
-from models.config import ConfigError
-from service.batching import BatchableJobs, batch_key
-from service.jobstore import ACTIVE_STATES, CANCELLED, FAILED, SAMPLE, SUCCEEDED, JobStore
-from service.samplecache import SampleSpec
+from ddpm.errors import Cancelled
+from jobs.batching import BatchableJobs, batch_key
+from jobs.records import ACTIVE_STATES, SAMPLE, SUCCEEDED
+from jobs.specs import SampleSpec
+from jobs.store import JobStore
 from workers.app import settings
+from workers.outcomes import CANCELLED_OUTCOME, Outcome, outcome_of, record_outcome
 from workers.progress import JobLease, JobReporter
 from workers.throughput import SAMPLE_PHASE, SamplingMeter, Throughput
 
 log = logging.getLogger("workers")
-
-Outcome = dict[str, Any]
-CANCELLED_OUTCOME: Outcome = {"state": CANCELLED, "message": "cancelled"}
 
 
 @dataclass
@@ -117,7 +118,7 @@ def gather(store: JobStore, batchable: BatchableJobs, key: str, batch: Batch) ->
     fit. Each is added as soon as it is claimed, so a Redis error part-way loses none of them."""
     leader = batch.leader
     room = _room(leader.spec.n, settings.sample_batch_size)
-    if settings.batch_window_s <= 0 or room <= 0:
+    if settings.batch_window_s <= 0 or room <= 0 or not shares_batches_exactly(settings.device):
         return
     time.sleep(settings.batch_window_s)  # let requests made at about the same time arrive
     worker = str(leader.job.get("worker") or "?")
@@ -144,6 +145,17 @@ def gather(store: JobStore, batchable: BatchableJobs, key: str, batch: Batch) ->
         log.info("job %s joins the batch of job %s (%s)", job_id, leader.id, started)
 
 
+def shares_batches_exactly(device: str) -> bool:
+    """Whether the engine's sampling path on `device` gives an image the same bits in any batch
+    (docs/architecture.md, Determinism). Where it does not (e.g. DDPM_COMPILE=1 on a CPU worker), jobs
+    are not batched together: a grid must not depend on which other requests arrived with it."""
+    from ddpm.device import resolve_device
+    from ddpm.fastpath import batch_invariant, sampling_path
+
+    resolved = resolve_device(device)
+    return batch_invariant(sampling_path(resolved), resolved)
+
+
 def _room(n: int, batch_size: int) -> int:
     """Images that fit in the leader's last network batch beside its own."""
     return math.ceil(n / batch_size) * batch_size - n
@@ -155,7 +167,7 @@ def _run(store: JobStore, batch: Batch) -> Outcome:
     try:
         images = _sample(store, batch) if batch.sampled else {}
     except Exception as err:  # anything else (the process stopping) leaves them to the lease sweep
-        outcome = _failure(err)
+        outcome = outcome_of(err, batch.leader.id, settings.data_dir)
         for member in claimed:
             if member.ended is None:
                 _end(store, member, outcome)
@@ -165,8 +177,7 @@ def _run(store: JobStore, batch: Batch) -> Outcome:
             try:
                 outcome = _write(member, images.get(member.id), batch)
             except Exception as err:  # e.g. the volume is full: this job fails, the others go on
-                log.exception("job %s: grid not written", member.id)
-                outcome = _failure(err)
+                outcome = outcome_of(err, member.id, settings.data_dir)
             _end(store, member, outcome)
     leader = batch.leader
     return CANCELLED_OUTCOME if leader.cancelled else _write(leader, images.get(leader.id), batch)
@@ -182,8 +193,6 @@ def _sample(store: JobStore, batch: Batch) -> dict[str, Any]:
         ref.path(settings.data_dir),
         [(m.spec.seed, m.spec.n) for m in batch.sampled],
         spec.sampler,
-        spec.steps,
-        spec.eta,
         device=settings.device,
         batch_size=settings.sample_batch_size,
         progress=_progress(store, batch),
@@ -276,41 +285,9 @@ def _write(member: Member, images: Any, batch: Batch) -> Outcome:
     }
 
 
-def _failure(err: Exception) -> Outcome:
-    """The outcome run_job gives the leader for the same error, for the claimed jobs."""
-    if isinstance(err, Cancelled):
-        return CANCELLED_OUTCOME
-    if isinstance(err, DdpmError | ConfigError):  # the user's to fix: the message says how
-        return {"state": FAILED, "message": "failed", "error": str(err)}
-    return {
-        "state": FAILED,
-        "message": "failed",
-        "error": f"internal error in the worker ({type(err).__name__}: {err}); its log has the traceback",
-    }
-
-
 def _end(store: JobStore, member: Member, outcome: Outcome) -> None:
     """Record a claimed job's outcome under its token (its lease stopped first, so the renewal thread
-    does not take the finished record for a lost lease). A Redis outage is waited out for up to a
-    lease, as run_job does; if it never lands, the sweep re-queues the job."""
+    does not take the finished record for a lost lease)."""
     member.stop_lease()
     member.ended = outcome
-    deadline = time.monotonic() + settings.lease_s
-    while True:
-        try:
-            if store.finish(member.id, token=member.token, **outcome):
-                log.info("job %s %s", member.id, outcome["state"])
-            else:
-                log.warning(
-                    "job %s ended here (%s) but another worker owns it now", member.id, outcome["state"]
-                )
-            return
-        except redis.RedisError as err:
-            if time.monotonic() > deadline:
-                log.error(
-                    "job %s: outcome never recorded (%s); its lease lapses and it is re-queued",
-                    member.id,
-                    err,
-                )
-                return
-            time.sleep(1.0)
+    record_outcome(store, member.id, member.token, outcome, settings.lease_s)

@@ -12,7 +12,7 @@ from typing import Any
 import redis
 
 from ddpm.errors import Cancelled
-from service.jobstore import JobStore
+from jobs.store import JobStore
 
 log = logging.getLogger("workers")
 

@@ -13,22 +13,19 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import redis
 from celery import Task
 
-from ddpm.errors import Cancelled, DdpmError
-from ddpm.runs import RunDir
-from models.config import ConfigError
-from service.checkpoints import QUEUED_RUN, CheckpointRef
-from service.jobstore import CANCELLED, FAILED, FID, SAMPLE, SUCCEEDED, TASK_NAMES, TRAIN, JobStore
-from workers.app import app, job_store, settings, settle_run
+from jobs.records import CANCELLED, FID, SAMPLE, SUCCEEDED, TASK_NAMES, TRAIN
+from jobs.specs import CheckpointRef, sampler_from_params
+from jobs.store import JobStore
+from workers.app import app, job_store, settings
 from workers.batching import run_sampling
+from workers.outcomes import Outcome, low_space_outcome, outcome_of, record_outcome, settle_run
 from workers.progress import JobLease, JobReporter
 from workers.throughput import SAMPLE_PHASE, TRAIN_PHASE, SamplingMeter, Throughput
 
 log = logging.getLogger("workers")
 
-Outcome = dict[str, Any]  # the fields finish() writes: state, message, result, ...
 Handler = Callable[[dict[str, Any], JobReporter], Outcome]
 
 _stores: dict[int, JobStore] = {}
@@ -52,7 +49,7 @@ def run_job(task: Task, job_id: str, handler: Handler) -> None:
     if started not in ("running", "resumed"):
         log.info("job %s not run: it is %s", job_id, started)
         if started == "exhausted":  # failed just now: started too often already
-            settle_run(store.get(job_id) or {})
+            settle_run(settings.data_dir, store.get(job_id) or {})
         return
     job = store.get(job_id)
     assert job is not None
@@ -60,39 +57,12 @@ def run_job(task: Task, job_id: str, handler: Handler) -> None:
     reporter = JobReporter(store, job_id, settings.progress_interval_s, token)
     with JobLease(store, job_id, token, settings.lease_s, settings.job_heartbeat_s):
         try:
-            outcome = handler(job, reporter)
-        except Cancelled:
-            outcome = {"state": CANCELLED, "message": "cancelled"}
-        except (DdpmError, ConfigError) as err:  # the user's to fix: the message says how
-            outcome = {"state": FAILED, "message": "failed", "error": str(err)}
+            # Refused before it writes anything when the volume is nearly full (DDPM_MIN_FREE_MB).
+            outcome = low_space_outcome(settings.data_dir, settings.min_free_mb) or handler(job, reporter)
         except Exception as err:
-            log.exception("job %s crashed", job_id)
-            outcome = {
-                "state": FAILED,
-                "message": "failed",
-                "error": f"internal error in the worker ({type(err).__name__}: {err}); its log has the traceback",
-            }
-    if outcome["state"] == FAILED and job["kind"] == TRAIN:
-        _mark_queued_run(job["params"]["run_id"], FAILED, outcome.get("error"))
-    _finish(store, job_id, token, outcome)
-
-
-def _finish(store: JobStore, job_id: str, token: str, outcome: Outcome) -> None:
-    """Record the outcome, waiting out a Redis outage for up to a lease. If it never lands, the job's
-    lease lapses and it is re-queued; a finished run then completes at once from its last checkpoint."""
-    deadline = time.monotonic() + settings.lease_s
-    while True:
-        try:
-            if store.finish(job_id, token=token, **outcome):
-                log.info("job %s %s", job_id, outcome["state"])
-            else:
-                log.warning("job %s ended here (%s) but another worker owns it now", job_id, outcome["state"])
-            return
-        except redis.RedisError as err:
-            if time.monotonic() > deadline:
-                raise
-            log.warning("job %s: outcome not recorded yet (%s); retrying", job_id, err)
-            time.sleep(1.0)
+            outcome = outcome_of(err, job_id, settings.data_dir)
+    settle_run(settings.data_dir, job, outcome)
+    record_outcome(store, job_id, token, outcome, settings.lease_s)
 
 
 @app.task(name=TASK_NAMES[TRAIN], bind=True)
@@ -108,13 +78,6 @@ def sample_task(self: Task, job_id: str) -> None:
 @app.task(name=TASK_NAMES[FID], bind=True)
 def fid_task(self: Task, job_id: str) -> None:
     run_job(self, job_id, run_fid)
-
-
-def _mark_queued_run(run_id: str, status: str, error: str | None) -> None:
-    """A run that failed before the trainer wrote its record (e.g. dataset missing) says so."""
-    run = RunDir.of(settings.data_dir, run_id)
-    if run.exists() and run.read().get("status") == QUEUED_RUN:
-        run.update(status=status, error=error)
 
 
 def run_training(job: dict[str, Any], report: JobReporter) -> Outcome:
@@ -202,6 +165,7 @@ def run_fid(job: dict[str, Any], report: JobReporter) -> Outcome:
 
     params = job["params"]
     ref = CheckpointRef.from_dict(params["checkpoint"])
+    sampler = sampler_from_params(params)
 
     # A phase starts when the previous one last reported (or the job started), not at its own first
     # report, which comes only after its first batch.
@@ -231,9 +195,7 @@ def run_fid(job: dict[str, Any], report: JobReporter) -> Outcome:
         ref.path(settings.data_dir),
         params["n_samples"],
         params["seed"],
-        sampler=params["sampler"],
-        steps=params["steps"],
-        eta=params["eta"],
+        sampler=sampler,
         dataset=params["dataset"],
         data_dir=settings.data_dir,
         device=settings.device,
@@ -251,9 +213,8 @@ def run_fid(job: dict[str, Any], report: JobReporter) -> Outcome:
         "epoch": ref.epoch,
         "weights": ref.weights,
         "n_samples": params["n_samples"],
-        "sampler": params["sampler"],
-        "steps": params["steps"],
-        "eta": params["eta"],
+        **sampler.to_params(),
+        "sampler_nfe": sampler.nfe,
         "seed": params["seed"],
         "dataset": params["dataset"],
         "fid": fid,

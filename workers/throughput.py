@@ -2,7 +2,7 @@
 
 A job tells `Throughput` the work of each step (a training batch, a sampler's network call). It
 answers the rates over the last few seconds (written on the job record with the progress) and adds the
-work done to Redis counters (service/telemetry.py) every few seconds and at the end, so Prometheus can
+work done to Redis counters (jobs/telemetry.py) every few seconds and at the end, so Prometheus can
 take its own rates over them too.
 """
 
@@ -16,9 +16,9 @@ from collections.abc import Callable
 
 import redis
 
-from service import telemetry
-from service.jobstore import JobStore
-from service.telemetry import IMAGE_STEPS, IMAGES
+from jobs import telemetry
+from jobs.store import JobStore
+from jobs.telemetry import IMAGE_STEPS, IMAGES
 
 log = logging.getLogger("workers")
 

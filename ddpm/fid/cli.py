@@ -18,6 +18,7 @@ from ddpm.fid.options import (
     parse_n_list,
     plan_metrics,
 )
+from ddpm.sampler_cli import DefaultsHelp, add_sampler_arguments, spec_from_args
 from ddpm.settings import data_dir
 
 
@@ -25,6 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fid = subparsers.add_parser(
         "fid",
         help="FID of a checkpoint's samples (pytorch-fid's numbers, offline), stored in the results table",
+        formatter_class=DefaultsHelp,
     )
     source = fid.add_mutually_exclusive_group(required=True)
     source.add_argument("--arch", help="use the newest kept checkpoint of this variant")
@@ -36,9 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="samples, or a sweep from one sample set: 256,512,1024 (default 4096)",
     )
     fid.add_argument("--seed", type=int, default=0)
-    fid.add_argument("--sampler", default="ddpm", choices=["ddpm", "ddim"])
-    fid.add_argument("--steps", type=int, help="DDIM steps (default 50); DDPM always runs 1000")
-    fid.add_argument("--eta", type=float, default=0.0, help="DDIM eta")
+    add_sampler_arguments(fid)
     fid.add_argument(
         "--dataset", help="reference dataset: cifar10, digits, folder:<path> (default: the checkpoint's own)"
     )
@@ -128,7 +128,8 @@ def cmd_fid(args: argparse.Namespace) -> int:
     from ddpm.fid.results import markdown_table, save_result, table_rows
 
     counts = parse_n_list(args.n)
-    check_options(counts, args.sampler, args.steps, args.eta, args.batch_size)
+    spec = spec_from_args(args)
+    check_options(counts, spec, batch_size=args.batch_size)
     metrics = metric_options(args)
     plan_metrics(metrics, counts)
     root = data_dir(args.data_dir)
@@ -140,9 +141,9 @@ def cmd_fid(args: argparse.Namespace) -> int:
             checkpoint,
             counts,
             args.seed,
-            args.sampler,
-            args.steps,
-            args.eta,
+            spec,
+            None,
+            None,
             dataset,
             root,
             args.device,
@@ -163,7 +164,7 @@ def cmd_fid(args: argparse.Namespace) -> int:
     print(
         f"{info['arch']} step {info['step']} (epoch {info['epoch']:.1f}, {info['weights']} weights), {checkpoint}"
     )
-    print(f"sampler {result.options['sampler']} ({result.options['steps']} steps), seed {args.seed}")
+    print(f"sampler {spec.describe()}, seed {args.seed}")
     print(f"reference: {result.reference}")
     if result.reference_features:
         summary = result.reference_features

@@ -42,21 +42,22 @@ from ddpm.fid.reference import (
 from ddpm.fid.results import FidResult
 from ddpm.fid.scoring import score_features
 from ddpm.fid.weights import classifier_head, ensure_weights
-from ddpm.limits import DDPM_STEPS, DEFAULT_DDIM_STEPS
-from ddpm.sampling import check_sample_options, sample_checkpoint
+from ddpm.sampling import Sampler, check_sample_options, sample_checkpoint
 from ddpm.settings import data_dir as default_data_dir
 
 PhaseProgress = Callable[[str, int, int], None]
 
 
 def check_options(
-    n_samples: int | Sequence[int], sampler: str, steps: int | None, eta: float, batch_size: int
+    n_samples: int | Sequence[int],
+    sampler: Sampler,
+    steps: int | None = None,
+    eta: float | None = None,
+    batch_size: int = 128,
 ) -> list[int]:
     """Everything checkable before touching a file; the distinct N ascending."""
     counts = check_n_samples(n_samples)
-    check_sample_options(max(counts), sampler, steps, eta, 10)
-    if sampler == "ddpm" and steps not in (None, DDPM_STEPS):
-        raise InvalidOption(f"the ddpm sampler always runs {DDPM_STEPS} steps; use sampler ddim for fewer")
+    check_sample_options(max(counts), sampler, steps, eta)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InvalidOption(f"batch_size must be a positive integer, got {batch_size!r}")
     return counts
@@ -66,9 +67,9 @@ def evaluate_checkpoint(
     checkpoint: Path,
     n_samples: Sequence[int],
     seed: int,
-    sampler: str = "ddpm",
+    sampler: Sampler = "ddpm",
     steps: int | None = None,
-    eta: float = 0.0,
+    eta: float | None = None,
     dataset: str = "cifar10",
     data_dir: Path | None = None,
     device: str = "auto",
@@ -79,10 +80,12 @@ def evaluate_checkpoint(
 ) -> FidResult:
     """FID and the requested metrics (default: all that N allows) for every N in n_samples.
 
-    Raises DdpmError subclasses; a progress callback may raise Cancelled.
+    `sampler` is a SamplerSpec or a name with steps and eta beside it (ddpm.sampling). Raises DdpmError
+    subclasses; a progress callback may raise Cancelled.
     """
     started = time.perf_counter()
     counts = check_options(n_samples, sampler, steps, eta, batch_size)
+    spec = check_sample_options(max(counts), sampler, steps, eta)
     options = MetricOptions() if metrics is None else metrics
     plan, _ = plan_metrics(options, counts)  # InvalidOption for a named metric N cannot serve
     wanted = {metric for planned in plan.values() for metric in planned}
@@ -157,7 +160,7 @@ def evaluate_checkpoint(
 
     clock = time.perf_counter()
     images, sample_meta = sample_checkpoint(
-        checkpoint, max(counts), seed, sampler, steps, eta, device, batch_size, progress=report("sampling")
+        checkpoint, max(counts), seed, spec, None, None, device, batch_size, progress=report("sampling")
     )
     timings["sampling"] = time.perf_counter() - clock
 
@@ -183,9 +186,11 @@ def evaluate_checkpoint(
         checkpoint=_checkpoint_info(checkpoint, sample_meta),
         options={
             "seed": seed,
-            "sampler": sampler,
-            "steps": DDPM_STEPS if sampler == "ddpm" else (steps or DEFAULT_DDIM_STEPS),
-            "eta": eta,
+            "sampler": spec.sampler,
+            "steps": spec.steps,
+            "eta": spec.eta or 0.0,  # kept for readers of older records; sampler_spec has it all
+            "nfe": spec.nfe,
+            "sampler_spec": spec.to_params(),
             "dataset": dataset,
             "n_samples": counts,
             "device": str(torch_device),

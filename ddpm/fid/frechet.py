@@ -13,7 +13,7 @@ subset or a bootstrap resample of the rows one centring plus one eigenproblem; b
 n x n Gram matrix Yc Yc^T / (n - 1) has the same non-zero eigenvalues and is smaller.
 
 The headline FID stays pytorch-fid's own function (ddpm.fid.features.frechet_distance); this one
-serves the many distances of FID-infinity and the bootstrap interval. tests/fid/test_frechet.py
+serves the many distances of FID-infinity and the bootstrap interval. tests/ddpm/fid/test_frechet.py
 checks it against pytorch-fid to 1e-6 relative.
 """
 

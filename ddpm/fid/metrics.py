@@ -12,7 +12,7 @@
 - Inception Score (Salimans et al. 2016): exp(E_x KL(p(y|x) || p(y))) over splits of the samples, from
   the classifier's logits; torch-fidelity's convention (seeded shuffle, then equal splits).
 
-tests/fid/test_metrics.py checks each against torch-fidelity's functions on the same features.
+tests/ddpm/fid/test_metrics.py checks each against torch-fidelity's functions on the same features.
 """
 
 from __future__ import annotations

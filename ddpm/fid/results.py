@@ -65,7 +65,17 @@ class FidResult:
         """A stored record back as a result; records of format 1 (and the worker's `fid` map) load too."""
         scores = {row.n: row for row in record_scores(record)}
         known = {"checkpoint", "arch", "run_id", "step", "epoch", "weights"}
-        option_keys = {"seed", "sampler", "steps", "eta", "dataset", "n_samples", "device"}
+        option_keys = {
+            "seed",
+            "sampler",
+            "steps",
+            "eta",
+            "nfe",
+            "sampler_spec",
+            "dataset",
+            "n_samples",
+            "device",
+        }
         return cls(
             fid={n: row.fid for n, row in scores.items()},
             warnings=[str(w) for w in record.get("warnings") or []],
@@ -127,7 +137,7 @@ def list_results(data_dir: Path) -> list[dict[str, Any]]:
 
 # One row per (stored result, N): what GET /fid shows. The data set, N and the row's warnings are in
 # every row, so a figure is never read without the conditions that qualify it.
-ROW_KEYS = ("arch", "run_id", "step", "epoch", "weights", "sampler", "steps", "eta", "seed", "dataset")
+ROW_KEYS = ("arch", "run_id", "step", "epoch", "weights", "sampler", "steps", "eta", "nfe", "seed", "dataset")
 _PER_N = re.compile(r"^N=(\d+)\b")
 
 

@@ -1,17 +1,28 @@
-"""Probes, outside the API key: /healthz says the process serves requests, /readyz that jobs can run."""
+"""Probes, outside the API key: /healthz says the process serves requests, /readyz that jobs can run.
+
+With API_KEY set, a caller without the key learns only up or down from /readyz; the details (Redis URL,
+data path, free space, workers' hosts, PIDs and devices) need the key.
+"""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import redis.exceptions
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from service.deps import SettingsDep, StoreDep
+from ddpm.storage import MIB, free_bytes
+from jobs.registry import WorkerRegistry
+from jobs.settings import Settings
+from jobs.store import JobStore
+from service.deps import AuthorisedDep, SettingsDep, StoreDep
 from service.errors import redact, redis_unavailable_message
 
 router = APIRouter(tags=["health"])
+
+OK, UNAVAILABLE = "ok", "unavailable"  # all a caller without the key is told
 
 
 @router.get("/healthz", summary="liveness: the API process answers (touches nothing else)")
@@ -22,23 +33,53 @@ def healthz() -> dict[str, str]:
 
 @router.get(
     "/readyz",
-    summary="readiness: Redis reachable and at least one worker seen (else 503, saying which)",
-    responses={503: {"description": "Redis unreachable, or no worker has reported in"}},
+    summary="readiness: Redis reachable and writable, space on the data volume, at least one worker "
+    "(else 503, saying which; without the API key when one is set, only ok or unavailable)",
+    responses={
+        503: {
+            "description": "Redis unreachable or refusing writes, the data volume nearly full, or no worker"
+        }
+    },
 )
-def readyz(settings: SettingsDep, store: StoreDep) -> JSONResponse:
+def readyz(settings: SettingsDep, store: StoreDep, allowed: AuthorisedDep) -> JSONResponse:
+    body = readiness(settings, store)
+    code = 200 if body["status"] == OK else 503
+    if not allowed:
+        return JSONResponse({"status": OK if code == 200 else UNAVAILABLE}, status_code=code)
+    return JSONResponse(body, status_code=code)
+
+
+def readiness(settings: Settings, store: JobStore) -> dict[str, Any]:
+    """Everything /readyz reports; `status` is the first thing that keeps jobs from running, or ok."""
+    free_mb = free_bytes(settings.data_dir) // MIB
     body: dict[str, Any] = {
         "redis": redact(settings.redis_url),
         "queue": settings.queue,
         "data_dir": str(settings.data_dir),
+        "disk": {"free_mb": free_mb, "min_free_mb": settings.min_free_mb},
         "workers": [],
     }
     try:
-        store.client.ping()
-        body["workers"] = store.workers()
-    except redis.exceptions.RedisError as err:
+        # Reads only: a Redis that cannot save (its disk is full) still answers them, while it
+        # refuses writes (and even PING) with MISCONF.
+        body["workers"] = WorkerRegistry(store.client, store.prefix).alive()
+        store.client.set(f"{store.prefix}:readyz", str(time.time()), ex=60)
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as err:
         detail = redis_unavailable_message(settings.redis_url, err)
-        return JSONResponse({**body, "status": "redis_unavailable", "detail": detail}, status_code=503)
+        return {**body, "status": "redis_unavailable", "detail": detail}
+    except redis.exceptions.RedisError as err:
+        detail = (
+            f"Redis at {redact(settings.redis_url)} refuses writes ({type(err).__name__}: {err}); jobs "
+            "cannot be created or updated until it can save again (is its disk full?)"
+        )
+        return {**body, "status": "redis_cannot_write", "detail": detail}
+    if free_mb < settings.min_free_mb:
+        detail = (
+            f"the data volume has {free_mb} MiB free, under the {settings.min_free_mb} MiB a job needs "
+            "(DDPM_MIN_FREE_MB): new jobs are refused until space is freed"
+        )
+        return {**body, "status": "low_disk", "detail": detail}
     if not body["workers"]:
         detail = "no worker has reported in: start one (`ddpm worker`, or the compose worker service)"
-        return JSONResponse({**body, "status": "no_workers", "detail": detail}, status_code=503)
-    return JSONResponse({**body, "status": "ok"})
+        return {**body, "status": "no_workers", "detail": detail}
+    return {**body, "status": OK}

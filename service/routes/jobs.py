@@ -12,10 +12,10 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from ddpm.runs import RunDir
-from service.checkpoints import QUEUED_RUN
+from jobs.records import CANCELLED, KINDS, STATES, TERMINAL_STATES, TRAIN
+from jobs.store import JobStore
 from service.deps import SettingsDep, StoreDep
 from service.errors import Conflict, NotFound, redis_unavailable_message
-from service.jobstore import CANCELLED, KINDS, STATES, TERMINAL_STATES, TRAIN, JobStore
 from service.schemas import JobOut
 
 router = APIRouter(tags=["jobs"])
@@ -54,7 +54,8 @@ def cancel_job(job_id: str, store: StoreDep, settings: SettingsDep) -> JSONRespo
         raise NotFound(f"no job {job_id!r}; GET /jobs lists them")
     job = store.get(job_id) or {}
     if outcome == CANCELLED and job.get("kind") == TRAIN and job.get("run_id"):
-        _mark_run_cancelled(settings.data_dir, job["run_id"])
+        # A run that never started says so (its trainer would otherwise leave it 'queued' forever).
+        RunDir.of(settings.data_dir, job["run_id"]).settle(CANCELLED)
     if outcome in ("succeeded", "failed"):
         raise Conflict(f"job {job_id!r} already {outcome}; nothing to cancel", job=_dump(job))
     status = 202 if outcome == "cancelling" else 200
@@ -63,13 +64,6 @@ def cancel_job(job_id: str, store: StoreDep, settings: SettingsDep) -> JSONRespo
 
 def _dump(job: dict) -> dict:
     return JobOut.from_record(job).model_dump(mode="json")
-
-
-def _mark_run_cancelled(data_dir, run_id: str) -> None:
-    """A run that never started says so (the worker would otherwise leave it 'queued' forever)."""
-    run = RunDir.of(data_dir, run_id)
-    if run.exists() and run.read().get("status") == QUEUED_RUN:
-        run.update(status=CANCELLED)
 
 
 @router.get(

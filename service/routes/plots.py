@@ -7,8 +7,7 @@ from the files it was drawn from (and the query), so a page polling a finished r
 from __future__ import annotations
 
 import hashlib
-import importlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,14 +15,13 @@ import anyio
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
+from ddpm.fid import results
 from ddpm.runs import RunDir
-from models import list_archs
-from service import plots
+from jobs.settings import Settings
+from service import figures, plots
 from service.checkpoints import existing_run
 from service.deps import SettingsDep
-from service.routes.fid import RESULTS_MODULE, result_rows
 from service.schemas import ArchName, RunId
-from service.settings import Settings
 
 router = APIRouter(tags=["plots"])
 
@@ -32,8 +30,6 @@ RENDER_VERSION = "1"
 # Clients revalidate every time (a training run's loss changes every step); unchanged data is a 304.
 CACHE_CONTROL = "no-cache"
 MAX_COMPARED_RUNS = 9  # besides the run itself: ten colours
-MAX_FID_CURVES = 20  # a legend beyond this is unreadable; ?arch= narrows the plot
-REPORT_DATASET = "cifar10"  # the report's figures are CIFAR-10 FIDs
 
 PNG_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"image/png": {}}, "description": "the figure"},
@@ -78,28 +74,6 @@ def _loss_etag(runs: Sequence[RunDir], *query: object) -> str:
     return _etag("loss", stamps, *query)
 
 
-def _loss_series(run: RunDir) -> plots.LossSeries | None:
-    record = run.read()
-    rows = run.loss_history()
-    if not rows:
-        return None
-    return plots.LossSeries(
-        label=f"{record.get('arch', '?')}: run {run.run_id}",
-        steps=[row["step"] for row in rows],
-        losses=[row["loss"] for row in rows],
-        steps_per_epoch=record.get("steps_per_epoch"),
-    )
-
-
-def _loss_png(runs: Sequence[RunDir], smooth: float, log_scale: bool, size: plots.Size) -> bytes:
-    series = [s for s in map(_loss_series, runs) if s is not None]
-    if not series:
-        record = runs[0].read()
-        title = f"{record.get('arch', '?')}: run {runs[0].run_id}"
-        return plots.message_png(title, f"no loss recorded yet (run status: {record.get('status')})", size)
-    return plots.loss_png(series, smooth, log_scale, size)
-
-
 @router.get(
     "/runs/{run_id}/loss.png",
     summary="the run's training loss per step: raw and smoothed (PNG), optionally beside other runs",
@@ -126,7 +100,7 @@ async def loss_plot(
     etag = _loss_etag(runs, smooth, log, width, height)
     if cached := _not_modified(request, etag):
         return cached
-    png = await anyio.to_thread.run_sync(_loss_png, runs, smooth, log, plots.Size(width, height))
+    png = await anyio.to_thread.run_sync(figures.loss_png, runs, smooth, log, plots.Size(width, height))
     return _cached(png, "image/png", etag)
 
 
@@ -159,70 +133,10 @@ async def loss_csv(run_id: str, request: Request, settings: SettingsDep) -> Resp
 
 def _results_stamp(settings: Settings) -> tuple[Any, ...]:
     """Result files are written once each (new name per evaluation): their names and stamps say it all."""
-    try:
-        folder: Path = importlib.import_module(RESULTS_MODULE).results_dir(settings.data_dir)
-    except ModuleNotFoundError:
-        return ()  # no FID package in this build: result_rows answers 503 saying so
+    folder = results.results_dir(settings.data_dir)
     if not folder.is_dir():
         return ()
     return tuple(sorted((path.name, _stamp(path)) for path in folder.glob("[!.]*.json")))
-
-
-def fid_curves(rows: Iterable[dict[str, Any]], limit: int) -> tuple[list[plots.FidCurve], int]:
-    """One curve per evaluated checkpoint and sampler setting (the newest score wins at each N): the
-    `limit` most recently evaluated, in a stable order, and how many there were in all."""
-    by_key: dict[tuple[Any, ...], dict[int, float]] = {}
-    for row in rows:  # newest first, so keys are met newest first
-        key = (row["arch"], row["run_id"], row["step"], row["sampler"], row["steps"], row["dataset"])
-        by_key.setdefault(key, {}).setdefault(int(row["n"]), float(row["fid"]))
-    newest = list(by_key)[:limit]
-    datasets = {key[5] for key in newest}
-    curves = []
-    for key in sorted(newest, key=repr):
-        arch, run_id, step, sampler, steps, dataset = key
-        how = f"ddim {steps}" if sampler == "ddim" else str(sampler)
-        label = f"{run_id} @ {step} ({how}{', ' + str(dataset) if len(datasets) > 1 else ''})"
-        curves.append(
-            plots.FidCurve(arch=arch, dataset=dataset, label=label, points=sorted(by_key[key].items()))
-        )
-    return curves, len(by_key)
-
-
-def _fid_png(
-    settings: Settings, archs: list[str] | None, dataset: str | None, report: bool, size: plots.Size
-) -> bytes:
-    rows = [
-        row
-        for row in result_rows(settings)
-        if (not archs or row["arch"] in archs) and (dataset is None or row["dataset"] == dataset)
-    ]
-    curves, evaluated = fid_curves(rows, MAX_FID_CURVES)
-    if not curves:
-        which = f" for {', '.join(archs)}" if archs else ""
-        where = f" on {dataset}" if dataset else ""
-        return plots.message_png(
-            "FID against the number of samples",
-            f"no FID results yet{which}{where}\nPOST /fid with n_samples: [1024, 2048, 4096] draws one",
-            size,
-        )
-    notes = []
-    if evaluated > len(curves):
-        notes.append(f"the {len(curves)} newest of {evaluated} evaluations; ?arch= narrows it")
-    figures = report_figures(curves) if report else []
-    if report and not figures:
-        notes.append("the report's figures (CIFAR-10, 100 epochs) belong to none of these")
-    return plots.fid_png(curves, figures, "; ".join(notes) or None, size)
-
-
-def report_figures(curves: Iterable[plots.FidCurve]) -> list[plots.ReportFigure]:
-    """Table 1 of the report (CIFAR-10, N=4096) for each arch drawn with a CIFAR-10 curve: a digits FID
-    is on another scale altogether, so the report's figure would mislead beside it."""
-    on_report_data = {curve.arch for curve in curves if curve.dataset == REPORT_DATASET}
-    return [
-        plots.ReportFigure(arch=a["name"], label=a["report_name"], fid=a["report_fid"])
-        for a in list_archs()
-        if a["name"] in on_report_data and a["report_fid"] is not None
-    ]
 
 
 @router.get(
@@ -251,6 +165,6 @@ async def fid_plot(
     if cached := _not_modified(request, etag):
         return cached
     png = await anyio.to_thread.run_sync(
-        _fid_png, settings, archs, dataset, report, plots.Size(width, height)
+        figures.fid_png, settings, archs, dataset, report, plots.Size(width, height)
     )
     return _cached(png, "image/png", etag)

@@ -4,10 +4,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from ddpm.runs import list_runs
+from ddpm.runs import UNREADABLE, RunDir, UnreadableRun, readable_runs
+from jobs.settings import MAX_LOSS_POINTS
+from jobs.store import JobStore
 from service.checkpoints import existing_run
 from service.deps import SettingsDep, StoreDep
-from service.jobstore import JobStore
 from service.schemas import iso
 
 router = APIRouter(tags=["runs"])
@@ -15,26 +16,27 @@ router = APIRouter(tags=["runs"])
 SUMMARY_FIELDS = ("run_id", "arch", "status", "step", "total_steps", "device")
 
 
-def _summary(record: dict[str, Any], job_id: str | None) -> dict[str, Any]:
+def _summary(run_id: str, record: dict[str, Any], job_id: str | None) -> dict[str, Any]:
     config = record.get("train_config") or {}
     out = {key: record.get(key) for key in SUMMARY_FIELDS}
     out.update(
+        run_id=run_id,  # the folder's name is the run's id, whatever its record says
         dataset=config.get("dataset"),
         width=config.get("width"),
         checkpoints=len(record.get("checkpoints", [])),
         created=iso(record.get("created")),
         updated=iso(record.get("updated")),
         job_id=job_id,
-        links={"self": f"/runs/{record['run_id']}", **({"job": f"/jobs/{job_id}"} if job_id else {})},
+        links={"self": f"/runs/{run_id}", **({"job": f"/jobs/{job_id}"} if job_id else {})},
     )
     return out
 
 
-@router.get("/runs", summary="training runs, newest first")
+@router.get("/runs", summary="training runs, newest first (a run whose run.json is unreadable is left out)")
 def runs(settings: SettingsDep, store: StoreDep) -> dict[str, list[dict[str, Any]]]:
-    records = list_runs(settings.data_dir)
-    owners = _job_ids(store, [r["run_id"] for r in records])
-    return {"runs": [_summary(r, owners.get(r["run_id"])) for r in records]}
+    found = readable_runs(settings.data_dir)
+    owners = _job_ids(store, [run.run_id for run, _ in found])
+    return {"runs": [_summary(run.run_id, record, owners.get(run.run_id)) for run, record in found]}
 
 
 @router.get("/runs/{run_id}", summary="a run: config, checkpoints by step and epoch, loss history")
@@ -43,12 +45,16 @@ def run_detail(
     settings: SettingsDep,
     store: StoreDep,
     points: Annotated[
-        int | None, Query(ge=2, description="thin the loss history to this many points")
+        int | None,
+        Query(ge=2, le=MAX_LOSS_POINTS, description="thin the loss history to this many points"),
     ] = None,
 ) -> dict[str, Any]:
     run = existing_run(settings.data_dir, run_id)
-    record = run.read()
     job_id = store.lock_owner(f"run:{run_id}")
+    try:
+        record = run.read()
+    except UnreadableRun as err:
+        return _unreadable(run, job_id, err)
     on_disk = {step for step, _ in run.kept_checkpoints()}
     checkpoints = [
         {
@@ -59,7 +65,7 @@ def run_detail(
         for entry in record.get("checkpoints", [])
         if entry.get("step") in on_disk
     ]
-    summary = _summary(record, job_id)
+    summary = _summary(run_id, record, job_id)
     # The run's figures and raw log (service/routes/plots.py).
     summary["links"].update(loss_plot=f"/runs/{run_id}/loss.png", loss_csv=f"/runs/{run_id}/loss.csv")
     return {
@@ -69,6 +75,18 @@ def run_detail(
         "steps_per_epoch": record.get("steps_per_epoch"),
         "checkpoints": checkpoints,
         "loss_history": run.loss_history(points or settings.loss_history_points),
+    }
+
+
+def _unreadable(run: RunDir, job_id: str | None, err: UnreadableRun) -> dict[str, Any]:
+    """A run whose record cannot be read, shown as such: what its folder still says."""
+    return {
+        "run_id": run.run_id,
+        "status": UNREADABLE,
+        "error": str(err),
+        "job_id": job_id,
+        "checkpoints": [{"step": step} for step, _ in run.kept_checkpoints()],
+        "links": {"self": f"/runs/{run.run_id}", **({"job": f"/jobs/{job_id}"} if job_id else {})},
     }
 
 

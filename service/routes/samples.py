@@ -11,15 +11,16 @@ import redis
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, JSONResponse, Response
 
-from service.batching import BatchableJobs, batch_key
+from jobs.batching import BatchableJobs, batch_key
+from jobs.publish import JobQueue
+from jobs.records import CANCELLED, FAILED, SAMPLE, SUCCEEDED, TERMINAL_STATES
+from jobs.settings import Settings
+from jobs.specs import SampleSpec
+from jobs.store import JobStore
 from service.checkpoints import resolve_checkpoint
 from service.deps import QueueDep, SettingsDep, StoreDep
 from service.errors import Conflict, JobFailed, invalid_field
-from service.jobstore import CANCELLED, FAILED, SAMPLE, SUCCEEDED, TERMINAL_STATES, JobStore
-from service.queue import JobQueue
-from service.samplecache import SampleSpec
 from service.schemas import Accepted, SampleQuery, job_links
-from service.settings import Settings
 from service.submit import submit
 
 log = logging.getLogger("service")
@@ -83,7 +84,7 @@ async def samples(
 
 def _spec(settings: Settings, query: SampleQuery) -> SampleSpec:
     ref = resolve_checkpoint(settings.data_dir, query.arch, query.run, query.checkpoint)
-    return SampleSpec.normalised(ref, query.seed, query.n, query.nrow, query.sampler, query.steps, query.eta)
+    return SampleSpec(ref, query.seed, query.n, query.nrow, query.sampler_spec())
 
 
 def _cached_or_job(
@@ -121,7 +122,7 @@ def _cached_or_job(
 
 
 def _batch_offer(store: JobStore, spec: SampleSpec) -> Callable[[str], None]:
-    """Announce a new job to workers that may sample it with others (service/batching.py). Only a
+    """Announce a new job to workers that may sample it with others (jobs/batching.py). Only a
     hint: if it is lost, the job's own message still runs it alone."""
 
     def offer(job_id: str) -> None:

@@ -1,26 +1,32 @@
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from fastapi import APIRouter, Response
 
 from ddpm.limits import RESUMABLE_CHANGES
-from ddpm.runs import RunDir, new_run_id
-from service.checkpoints import QUEUED_RUN, existing_run
+from ddpm.runs import FAILED, QUEUED, RunDir, new_run_id, run_record
+from jobs.records import TRAIN
+from service.checkpoints import existing_run
 from service.deps import QueueDep, SettingsDep, StoreDep
-from service.errors import Conflict, Unavailable, invalid_field
-from service.jobstore import TRAIN
+from service.errors import Conflict, Unavailable, invalid_field, low_space
 from service.schemas import Accepted, TrainRequest, job_links
 from service.submit import submit
 
 router = APIRouter(tags=["train"])
 
 
-@router.post("/train", status_code=202, summary="queue a training run")
+@router.post(
+    "/train",
+    status_code=202,
+    summary="queue a training run",
+    responses={507: {"description": "the data volume has too little free space for a new run"}},
+)
 def create_training(
     body: TrainRequest, response: Response, settings: SettingsDep, store: StoreDep, queue: QueueDep
 ) -> Accepted:
+    if refused := low_space(settings.data_dir, settings.min_free_mb):
+        raise refused
     if body.resume:
         assert body.run_id is not None  # the model's validator guarantees it
         run = existing_run(settings.data_dir, body.run_id)
@@ -48,8 +54,8 @@ def create_training(
             before_publish=None if body.resume else lambda _: _write_queued_run(run, config),
         )
     except Unavailable:
-        if not body.resume and run.exists():
-            run.update(status="failed", error="the job queue did not accept the training job")
+        if not body.resume:
+            run.settle(FAILED, "the job queue did not accept the training job")
         raise
     if not created:
         raise Conflict(f"run {run.run_id!r} already has an active training job", job_id=job_id)
@@ -66,6 +72,8 @@ def create_training(
 
 def _resumed_config(body: TrainRequest, record: dict[str, Any]) -> dict[str, Any]:
     """The run's stored config with only the fields a resume may change taken from the request."""
+    # An option the run predates had its default then (the engine reads old checkpoints the same way).
+    defaults = {name: field.default for name, field in TrainRequest.model_fields.items()}
     stored = dict(record.get("train_config") or {})
     asked = body.model_dump(include=body.model_fields_set - {"run_id", "resume"})
     if "arch" in asked and asked["arch"] != stored.get("arch"):
@@ -75,7 +83,9 @@ def _resumed_config(body: TrainRequest, record: dict[str, Any]) -> dict[str, Any
             asked["arch"],
         )
     fixed = sorted(
-        k for k in asked if k not in RESUMABLE_CHANGES and k != "arch" and asked[k] != stored.get(k)
+        k
+        for k in asked
+        if k not in RESUMABLE_CHANGES and k != "arch" and asked[k] != stored.get(k, defaults.get(k))
     )
     if fixed:
         raise invalid_field(
@@ -88,20 +98,4 @@ def _resumed_config(body: TrainRequest, record: dict[str, Any]) -> dict[str, Any
 
 def _write_queued_run(run: RunDir, config: dict[str, Any]) -> None:
     """A run.json in the engine's layout, so GET /runs and `ddpm runs` show the run before it starts."""
-    now = time.time()
-    run.write(
-        {
-            "run_id": run.run_id,
-            "arch": config["arch"],
-            "created": now,
-            "updated": now,
-            "status": QUEUED_RUN,
-            "device": None,
-            "train_config": config,
-            "model_config": None,
-            "total_steps": None,
-            "steps_per_epoch": None,
-            "step": 0,
-            "checkpoints": [],
-        }
-    )
+    run.write(run_record(run.run_id, config["arch"], config, QUEUED))

@@ -9,16 +9,28 @@ export function samplingFields() {
   const seed = h("input", { type: "number", name: "seed", min: "0", step: "1", value: "0", required: true });
   const n = h("input", { type: "number", name: "n", min: "1", max: "1000", step: "1", value: "20", required: true });
   const nrow = h("input", { type: "number", name: "nrow", min: "1", max: "1000", step: "1", value: "10" });
+  // Each sampler's step count is its own (network calls for ddim and dpmpp_2m, noise levels for heun);
+  // ddpm always runs the report's 1000.
+  const samplers = [
+    ["ddim", "DDIM", 50, "DDIM steps"],
+    ["dpmpp_2m", "DPM-Solver++(2M)", 20, "DPM-Solver++ steps"],
+    ["heun", "Heun (Karras)", 18, "Heun noise levels"],
+    ["ddpm", "DDPM, 1000 steps (the report's)", null, ""],
+  ];
   const sampler = h(
     "select",
     { name: "sampler" },
-    h("option", { value: "ddim", selected: true }, "DDIM (fast)"),
-    h("option", { value: "ddpm" }, "DDPM (1000 steps)"),
+    ...samplers.map(([value, label], i) => h("option", { value, selected: i === 0 }, label)),
   );
   const steps = h("input", { type: "number", name: "steps", min: "1", max: "1000", step: "1", value: "50" });
-  const stepsLabel = h("label", {}, "DDIM steps", steps);
+  const stepsText = h("span", {}, "DDIM steps");
+  const stepsLabel = h("label", {}, stepsText, steps);
   sampler.addEventListener("change", () => {
-    stepsLabel.hidden = sampler.value !== "ddim";
+    const [, , defaultSteps, text] = samplers.find(([value]) => value === sampler.value);
+    stepsLabel.hidden = defaultSteps === null;
+    steps.max = sampler.value === "ddim" ? "1000" : "500";
+    if (defaultSteps !== null) steps.value = String(defaultSteps);
+    stepsText.textContent = text;
   });
   const element = h(
     "fieldset.inline",
@@ -35,7 +47,7 @@ export function samplingFields() {
     n: n.value,
     nrow: nrow.value,
     sampler: sampler.value,
-    steps: sampler.value === "ddim" ? steps.value : undefined,
+    steps: sampler.value === "ddpm" ? undefined : steps.value,
   });
   return { element, values };
 }

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import models
-from ddpm.bench import forward_flops, train_flops
+from ddpm.bench.measure import forward_flops, train_flops
 from ddpm.cli import main
 from tests.conftest import TINY_WIDTH
 
@@ -57,3 +57,23 @@ def test_bench_rejects_bad_options(capsys: pytest.CaptureFixture) -> None:
     assert main(["bench", "--archs", "pure_unet", "--batches", "0"]) == 2
     assert "--batches" in capsys.readouterr().err
     assert main(["bench", "--archs", "pure_unet", "--modes", "infer"]) == 2
+
+
+def test_bench_estimates_a_4096_sample_fid_per_sampler(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "bench.json"
+    argv = ["bench", "--archs", "pure_unet", "--width", str(TINY_WIDTH), "--image-size", "16"]
+    argv += ["--modes", "sample", "--batches", "8", "--pairs", "1", "--fast-only", "--json", str(out)]
+    code = main([*argv, "--fid-samplers", "ddpm,ddim:50,dpmpp_2m:20,heun:18", "--features-per-s", "4"])
+    assert code == 0
+    assert "4096-sample FID" in capsys.readouterr().out
+    payload = json.loads(out.read_text())
+    (row,) = payload["rows"]
+    costs = payload["fid_costs"]
+    assert [c["nfe"] for c in costs] == [1000, 50, 20, 35]
+    for cost in costs:
+        assert cost["sampling_h"] == pytest.approx(4096 * cost["nfe"] / row["throughput"] / 3600)
+        assert cost["total_h"] == pytest.approx(cost["sampling_h"] + 4096 / 4 / 3600)
+        gpu = 4096 * cost["nfe"] * row["gflop_per_image"] / (cost["gpu_tflops_assumed"] * 1e3) / 3600
+        assert cost["gpu_sampling_h"] == pytest.approx(gpu)
+    assert main([*argv, "--fid-samplers", "ddim:0"]) == 2
+    assert "steps must be an integer in [1, 1000] for ddim" in capsys.readouterr().err

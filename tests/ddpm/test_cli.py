@@ -79,7 +79,18 @@ def test_train_then_sample_on_digits(data_dir: Path, capsys: pytest.CaptureFixtu
         (["sample", "--arch", "nope", "--out", "x.png"], "unknown arch 'nope'"),
         (["sample", "--run", "missing", "--out", "x.png"], "no run 'missing'"),
         (["sample", "--run", "../etc", "--out", "x.png"], "invalid run id"),
-        (["sample", "--arch", "biggan", "--steps", "50", "--out", "x.png"], "use --sampler ddim"),
+        (
+            ["sample", "--arch", "biggan", "--steps", "50", "--out", "x.png"],
+            "always runs 1000 steps, got steps=50",
+        ),
+        (
+            ["sample", "--arch", "biggan", "--sampler", "heun", "--eta", "0.5", "--out", "x.png"],
+            "eta=0.5 does not apply to the heun sampler; it applies to ['ddim'] only",
+        ),
+        (
+            ["sample", "--arch", "biggan", "--sampler", "dpmpp_2m", "--steps", "501", "--out", "x.png"],
+            "steps must be an integer in [1, 500] for dpmpp_2m, got 501",
+        ),
     ],
 )
 def test_bad_input_gives_one_clear_error(

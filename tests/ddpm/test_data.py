@@ -27,6 +27,22 @@ def test_image_folder_is_cropped_and_resized(data_dir: Path) -> None:
     assert data.images.shape == (5, 3, 64, 64) and data.default_flip
 
 
+def test_class_labels_of_digits_and_folders(data_dir: Path) -> None:
+    from sklearn.datasets import load_digits
+
+    digits = load_dataset("digits", data_dir, image_size=8)
+    assert digits.class_names == tuple(str(i) for i in range(10))
+    assert digits.labels is not None and torch.equal(
+        digits.labels, torch.from_numpy(load_digits().target).long()
+    )
+    make_image_folder(data_dir / "datasets" / "pets" / "dog", count=2, size=12)
+    make_image_folder(data_dir / "datasets" / "pets" / "cat" / "inner", count=3, size=12)
+    pets = load_dataset("folder:pets", data_dir, image_size=8)
+    assert pets.class_names == ("cat", "dog") and pets.labels.tolist() == [0, 0, 0, 1, 1]
+    make_image_folder(data_dir / "datasets" / "pets", count=1, size=12)  # an image outside any class folder
+    assert load_dataset("folder:pets", data_dir, image_size=8).labels is None
+
+
 def test_missing_or_empty_image_folder(data_dir: Path) -> None:
     with pytest.raises(DatasetUnavailable, match="does not exist"):
         load_dataset("folder:nothing", data_dir)

@@ -106,7 +106,7 @@ def test_image_noise_depends_only_on_seed_and_index() -> None:
 
 def test_sample_dispatch_rejects_bad_options() -> None:
     eps_fn = _oracle(_one_image())
-    with pytest.raises(InvalidOption, match="ddpm sampler runs all 1000 steps"):
+    with pytest.raises(InvalidOption, match="ddpm sampler always runs 1000 steps"):
         sample(eps_fn, SCHEDULE, ImageNoise(0, 1), sampler="ddpm", steps=50, image_shape=(3, 8, 8))
     with pytest.raises(InvalidOption, match="choose one of"):
         sample(eps_fn, SCHEDULE, ImageNoise(0, 1), sampler="euler", image_shape=(3, 8, 8))

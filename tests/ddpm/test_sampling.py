@@ -13,6 +13,7 @@ from PIL import Image
 from ddpm.checkpoints import load_model
 from ddpm.errors import InvalidOption
 from ddpm.runs import RunDir
+from ddpm.sampler_spec import SamplerSpec
 from ddpm.sampling import generate_images, grid_png, grid_size, sample_checkpoint
 from ddpm.training import TrainConfig, train
 from tests.conftest import TINY_WIDTH
@@ -88,6 +89,19 @@ def test_progress_counts_network_calls_across_batches(checkpoint: Path) -> None:
         model, 5, 0, "ddim", 3, batch_size=2, image_size=16, progress=lambda d, t: seen.append((d, t))
     )
     assert seen == [(i, 9) for i in range(1, 10)]
+
+
+@pytest.mark.parametrize(
+    "spec", [SamplerSpec("dpmpp_2m", 4), SamplerSpec("heun", 3, churn=5.0)], ids=lambda s: s.describe()
+)
+def test_fast_samplers_through_a_checkpoint(checkpoint: Path, spec: SamplerSpec) -> None:
+    full, meta = sample_checkpoint(checkpoint, n=6, seed=2, sampler=spec, device="cpu", batch_size=4)
+    prefix, _ = sample_checkpoint(checkpoint, n=3, seed=2, sampler=spec, device="cpu", batch_size=3)
+    assert full.shape == (6, 3, 16, 16) and torch.equal(full[:3], prefix)
+    seen: list[tuple[int, int]] = []
+    model, _ = load_model(checkpoint)
+    generate_images(model, 5, 0, spec, batch_size=2, image_size=16, progress=lambda d, t: seen.append((d, t)))
+    assert seen == [(i, 3 * spec.nfe) for i in range(1, 3 * spec.nfe + 1)], "3 batches, every call counted"
 
 
 @pytest.mark.parametrize(

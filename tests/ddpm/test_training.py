@@ -189,14 +189,6 @@ def test_foreign_safetensors_files_are_refused(tmp_path: Path) -> None:
         load_model(tmp_path / "missing.safetensors")
 
 
-def test_checkpoints_hold_no_pickle(folder_data: Path) -> None:
-    """safetensors: a JSON header plus raw tensor bytes; no pickle opcode stream anywhere."""
-    train(_config(max_steps=1), folder_data, run_id="np", device="cpu")
-    data = RunDir.of(folder_data, "np").latest_path.read_bytes()
-    header_len = int.from_bytes(data[:8], "little")
-    assert data[8:9] == b"{" and data[8 + header_len - 1 : 8 + header_len].strip() in (b"}", b"")
-
-
 def test_checkpoint_without_weights_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "empty.safetensors"
     save_checkpoint(path, Checkpoint(meta={"step": 0}, model={}, rng={"g": torch.zeros(1)}))
@@ -293,3 +285,126 @@ def test_loss_rows_reach_the_disk_while_training(folder_data: Path, monkeypatch)
     )
     train(_config(max_steps=3), folder_data, run_id="live-loss", device="cpu", hooks=hooks)
     assert seen == [[], [1.0], [1.0, 2.0]]  # at each step's hook, every earlier step is on disk
+
+
+def _state(data_dir: Path, run_id: str) -> Checkpoint:
+    return load_checkpoint(RunDir.of(data_dir, run_id).latest_path, training_state=True)
+
+
+def _same_state(a: Checkpoint, b: Checkpoint) -> bool:
+    parts = all(
+        getattr(a, part).keys() == getattr(b, part).keys()
+        and all(torch.equal(v, getattr(b, part)[k]) for k, v in getattr(a, part).items())
+        for part in ("model", "ema", "rng")
+    )
+    assert a.optimizer is not None and b.optimizer is not None
+    moments = all(
+        torch.equal(v, b.optimizer["state"][index][k])
+        if isinstance(v, torch.Tensor)
+        else v == b.optimizer["state"][index][k]
+        for index, state in a.optimizer["state"].items()
+        for k, v in state.items()
+    )
+    return parts and moments
+
+
+def test_batches_drawn_ahead_and_losses_read_in_bursts_train_the_same_bits(folder_data: Path) -> None:
+    """The GPU loop's two devices kept busy (next batch drawn while a step runs; losses read every 4
+    steps), run on CPU: the same weights, EMA, optimizer and generator states, and the same loss rows,
+    as drawing each batch just before its step and reading every loss at once. 7 steps cross two
+    epoch ends (3 steps an epoch), where checkpoints are written with a batch already drawn."""
+    from ddpm.training import Trainer
+
+    config = _config(max_steps=7, ema=True, ema_decay=0.9)
+    Trainer(config, folder_data, "plain", device="cpu", prefetch=False, sync_every=1).run_training()
+    Trainer(config, folder_data, "ahead", device="cpu", prefetch=True, sync_every=4).run_training()
+    assert _same_state(_state(folder_data, "plain"), _state(folder_data, "ahead"))
+    rows = {run: RunDir.of(folder_data, run).loss_history() for run in ("plain", "ahead")}
+    assert [r["loss"] for r in rows["plain"]] == [r["loss"] for r in rows["ahead"]]
+    assert [r["step"] for r in rows["ahead"]] == [1, 2, 3, 4, 5, 6, 7]
+    # and a run stopped at step 3 (a checkpoint written after drawing step 4's batch) resumes exactly
+    Trainer(
+        _config(max_steps=3, ema=True, ema_decay=0.9), folder_data, "resumed", device="cpu"
+    ).run_training()
+    Trainer(config, folder_data, "resumed", device="cpu", sync_every=4).run_training()
+    assert _same_state(_state(folder_data, "plain"), _state(folder_data, "resumed"))
+
+
+def test_hooks_see_every_step_in_order_when_losses_are_read_in_bursts(folder_data: Path) -> None:
+    """sync_every=4 with 3 steps an epoch: losses are read at steps 3 (epoch end), 4, 6 (epoch end) and
+    8 (the last); progress still comes once per step, in order, and should_stop is polled before
+    steps 0, 3, 4 and 6; a stop answered there ends the run at that step, with a checkpoint."""
+    from ddpm.training import Trainer
+
+    seen: list[int] = []
+    polls: list[int] = []
+
+    def should_stop() -> bool:
+        polls.append(len(seen))
+        return False
+
+    hooks = TrainHooks(on_progress=[lambda p: seen.append(p.step)], should_stop=should_stop)
+    Trainer(
+        _config(max_steps=8), folder_data, "bursts", device="cpu", hooks=hooks, sync_every=4
+    ).run_training()
+    assert seen == list(range(1, 9)) and polls == [0, 3, 4, 6]
+
+    answers = iter([False, True])  # stop at the second poll, before step 4
+    stop = TrainHooks(should_stop=lambda: next(answers))
+    result = Trainer(
+        _config(max_steps=8), folder_data, "stopped", device="cpu", hooks=stop, sync_every=4
+    ).run_training()
+    assert result.status == "cancelled" and result.step == 3
+    assert load_checkpoint(RunDir.of(folder_data, "stopped").latest_path).step == 3
+
+
+def test_optimizer_state_and_ema_have_the_parameters_layout_after_resume(folder_data: Path) -> None:
+    """Checkpoints hold contiguous tensors; training weights are channels-last on CPU. After a resume
+    AdamW's moments and the EMA have their parameter's strides, as a fresh run's zeros_like would."""
+    from ddpm.training import Trainer
+
+    config = _config(max_steps=2, ema=True, ema_decay=0.9)
+    train(config, folder_data, run_id="layout", device="cpu")
+    trainer = Trainer(_config(max_steps=4, ema=True, ema_decay=0.9), folder_data, "layout", device="cpu")
+    parts = trainer._build()
+    assert trainer._restore(parts, resume=True)[0] == 2
+    params = list(parts.model.parameters())
+    assert any(p.ndim == 4 and not p.is_contiguous() for p in params)  # channels-last weights
+    for param in params:
+        state = parts.optimizer.state[param]
+        for key in ("exp_avg", "exp_avg_sq"):
+            assert state[key].stride() == param.stride(), key
+        assert state["step"].device.type == "cpu" and state["step"].ndim == 0
+    weights = parts.model.state_dict()
+    assert all(parts.ema.shadow[k].stride() == weights[k].stride() for k in weights)
+
+
+def test_bf16_autocast_is_a_recorded_training_option_that_resume_keeps(folder_data: Path) -> None:
+    """The network runs in bfloat16, the loss in fp32; the option is in every checkpoint, a resume may
+    not change it, and checkpoints written before the option existed resume as fp32 runs."""
+    from ddpm.training import Trainer, _Batches
+
+    trainer = Trainer(_config(bf16=True), folder_data, "bf16-step", device="cpu")
+    parts = trainer._build()
+    outputs: list[torch.dtype] = []
+    parts.model.register_forward_hook(lambda module, args, out: outputs.append(out.dtype))
+    loss = trainer._step(parts, _Batches(parts, trainer.config).staged(0))
+    assert outputs == [torch.bfloat16] and loss.dtype == torch.float32 and torch.isfinite(loss)
+
+    train(_config(max_steps=2, bf16=True), folder_data, run_id="bf16", device="cpu")
+    train(_config(max_steps=2), folder_data, run_id="fp32", device="cpu")
+    assert _state(folder_data, "bf16").meta["train_config"]["bf16"] is True
+    bf16, fp32 = _weights(folder_data, "bf16"), _weights(folder_data, "fp32")
+    assert any(not torch.equal(bf16[k], fp32[k]) for k in fp32)  # other arithmetic, other weights
+    with pytest.raises(InvalidOption, match=r"different \['bf16'\]"):
+        train(_config(max_steps=4), folder_data, run_id="bf16", device="cpu")
+    with pytest.raises(InvalidOption, match=r"different \['bf16'\]"):
+        train(_config(max_steps=4, bf16=True), folder_data, run_id="fp32", device="cpu")
+    # a checkpoint from before the option: no bf16 in its config, so it was an fp32 run
+    run = RunDir.of(folder_data, "fp32")
+    old = _state(folder_data, "fp32")
+    del old.meta["train_config"]["bf16"]
+    save_checkpoint(run.latest_path, old)
+    assert train(_config(max_steps=3), folder_data, run_id="fp32", device="cpu").step == 3
+    with pytest.raises(InvalidOption, match="bf16 must be true or false"):
+        _config(bf16="yes")

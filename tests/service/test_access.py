@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
+from jobs.settings import Settings
 from service.app import create_app
-from service.settings import Settings
-from tests.service.conftest import TINY_TRAIN, finished, wait_for
+from tests.stack import TINY_TRAIN, finished, wait_for
 
 
 def test_oversized_bodies_are_413_whether_or_not_they_declare_a_length(idle_settings: Settings) -> None:
@@ -75,3 +76,46 @@ def test_a_corrupt_checkpoint_fails_its_job_clearly(
     assert "corrupt or truncated" in job["error"] and "Traceback" not in job["error"]
     # The worker survived it and takes the next job.
     assert client.get("/readyz").json()["status"] == "ok"
+
+
+def test_with_an_api_key_probes_tell_strangers_only_up_or_down(idle_settings: Settings) -> None:
+    """/readyz without the key says ok or unavailable and nothing else: no data path, Redis host and
+    port, worker hosts or PIDs. With the key (or with no key configured) it shows everything,
+    each worker's device included."""
+    from jobs.registry import WorkerRegistry
+
+    keyed = idle_settings.model_copy(update={"api_key": SecretStr("s3cret"), "min_free_mb": 0})
+    with TestClient(create_app(keyed)) as client:
+        store = client.app.state.store
+        fake = f"{store.prefix}-probe@gpu-host-7"
+        info = {"hostname": fake, "pid": 4242, "host": "gpu-host-7", "device": "cuda:0", "queue": keyed.queue}
+        WorkerRegistry(store.client, store.prefix).beat(fake, info, ttl_s=30)
+        try:
+            stranger = client.get("/readyz")
+            assert stranger.status_code == 200 and stranger.json() == {"status": "ok"}
+            for secret in (str(keyed.data_dir), "6394", "6379", "gpu-host-7", "4242", "cuda"):
+                assert secret not in stranger.text
+            wrong = client.get("/readyz", headers={"X-API-Key": "wrong"})
+            assert wrong.json() == {"status": "ok"}
+
+            insider = client.get("/readyz", headers={"X-API-Key": "s3cret"}).json()
+            assert insider["status"] == "ok" and insider["data_dir"] == str(keyed.data_dir)
+            assert insider["redis"] == keyed.redis_url and insider["disk"]["min_free_mb"] == 0
+            (worker,) = [w for w in insider["workers"] if w["hostname"] == fake]
+            assert worker["device"] == "cuda:0" and worker["pid"] == 4242
+            bearer = client.get("/readyz", headers={"Authorization": "Bearer s3cret"}).json()
+            assert fake in {w["hostname"] for w in bearer["workers"]}
+        finally:
+            WorkerRegistry(store.client, store.prefix).forget(fake)
+        assert client.get("/healthz").json() == {"status": "ok"}
+    # Down is down, whatever the reason, for a stranger; the reason is the key holder's.
+    full = keyed.model_copy(update={"min_free_mb": 10**9})
+    with TestClient(create_app(full)) as client:
+        stranger = client.get("/readyz")
+        assert stranger.status_code == 503 and stranger.json() == {"status": "unavailable"}
+        insider = client.get("/readyz", headers={"X-API-Key": "s3cret"})
+        assert insider.status_code == 503 and insider.json()["status"] == "low_disk"
+        assert "DDPM_MIN_FREE_MB" in insider.json()["detail"]
+    # No key configured: everything, as before.
+    with TestClient(create_app(idle_settings.model_copy(update={"min_free_mb": 0}))) as client:
+        assert "data_dir" in client.get("/readyz").json()

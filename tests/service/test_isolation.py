@@ -9,8 +9,8 @@ import sys
 
 from fastapi.testclient import TestClient
 
+from jobs.settings import Settings
 from service.app import create_app
-from service.settings import Settings
 
 
 def _run(code: str, **env: str) -> dict:
@@ -35,7 +35,7 @@ import sys, json, warnings
 warnings.filterwarnings("ignore")
 from fastapi.testclient import TestClient
 from service.app import create_app
-from service.settings import Settings
+from jobs.settings import Settings
 settings = Settings(redis_url={settings.redis_url!r}, data_dir={str(settings.data_dir)!r},
                     key_prefix={settings.key_prefix!r}, queue={settings.key_prefix + "-idle"!r})
 client = TestClient(create_app(settings))

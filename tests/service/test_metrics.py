@@ -11,9 +11,9 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
+from jobs.settings import Settings
 from service.app import create_app
-from service.settings import Settings
-from tests.service.conftest import TINY_TRAIN, finished, wait_for
+from tests.stack import TINY_TRAIN, finished, wait_for
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

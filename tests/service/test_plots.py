@@ -14,10 +14,10 @@ from PIL import Image
 
 from ddpm.fid.results import save_result
 from ddpm.runs import LOSS_HEADER, RunDir
+from jobs.settings import Settings
 from service import plots
 from service.app import create_app
-from service.routes.plots import fid_curves, report_figures
-from service.settings import Settings
+from service.figures import fid_curves, report_figures
 
 RAW_BLUE = (31, 119, 180)  # matplotlib's C0, the loss curve's colour
 SECOND_ORANGE = (255, 127, 14)  # C1: the second run compared

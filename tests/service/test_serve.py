@@ -61,6 +61,12 @@ def _post(url: str, body: dict[str, Any]) -> tuple[int, Any]:
         return response.status, json.loads(response.read())
 
 
+def _delete(url: str) -> tuple[int, Any]:
+    request = urllib.request.Request(url, method="DELETE")
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return response.status, json.loads(response.read())
+
+
 def _wait_healthy(
     process: subprocess.Popen[bytes], base: str, log: Path, need_worker: bool
 ) -> dict[str, Any]:
@@ -128,3 +134,93 @@ def test_job_records_survive_a_restart_of_ddpm_serve(tmp_path: Path) -> None:
         finally:
             process.send_signal(signal.SIGTERM)
             assert process.wait(timeout=60) == 0
+
+
+def _job(base: str, job_id: str, done: Any, what: str) -> dict[str, Any]:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not done(job := _get(f"{base}/jobs/{job_id}")[1]):
+        assert time.monotonic() < deadline, f"{what}: {job}"
+        time.sleep(0.3)
+    return job
+
+
+def test_ddpm_serve_restarts_a_dead_worker_while_the_api_answers(tmp_path: Path) -> None:
+    """SIGKILL of the Celery main process mid-training (the issue's case): the API keeps answering,
+    /readyz says no_workers at once, a new worker is started after a logged delay, takes the training
+    back at once (not after its 120 s lease) and runs it; SIGTERM still stops everything cleanly."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "serve.log"
+    process = _start(tmp_path, port)
+    try:
+        health = _wait_healthy(process, base, log, need_worker=True)
+        (first,) = health["workers"]
+        tiny = {"arch": "pure_unet", "dataset": "digits", "width": 0.125, "image_size": 16, "batch_size": 8}
+        status, accepted = _post(f"{base}/train", {**tiny, "max_steps": 100_000})
+        assert status == 202
+        job_id = accepted["job_id"]
+        _job(base, job_id, lambda j: (j.get("step") or 0) >= 2, "the training never ran")
+        os.kill(first["pid"], signal.SIGKILL)
+
+        deadline = time.monotonic() + 10
+        while _get(f"{base}/readyz")[1]["status"] != "no_workers":
+            assert time.monotonic() < deadline, "/readyz still lists the dead worker"
+            time.sleep(0.1)
+        assert process.poll() is None  # ddpm serve is still up ...
+        assert _get(f"{base}/healthz") == (200, {"status": "ok"})  # ... and answering
+        assert _get(f"{base}/archs")[0] == 200 and _get(f"{base}/jobs/{job_id}")[0] == 200
+
+        health = _wait_healthy(process, base, log, need_worker=True)
+        (second,) = health["workers"]
+        assert second["pid"] != first["pid"] and second["hostname"] == first["hostname"]
+        text = log.read_text()
+        assert f"ddpm serve: the worker (pid {first['pid']}) stopped" in text and "killed by SIGKILL" in text
+        assert "restarting it in 1s" in text
+        # Its pool process was killed with it, and the new worker re-queued the job as it started.
+        resumed = _job(base, job_id, lambda j: (j.get("attempts") or 0) >= 2, "not taken back")
+        assert resumed["worker"] == second["hostname"]
+        status, _ = _delete(f"{base}/jobs/{job_id}")
+        assert status in (200, 202)
+        job = _job(base, job_id, lambda j: j["state"] in ("succeeded", "failed", "cancelled"), "not stopped")
+        assert job["state"] == "cancelled" and job["attempts"] == 2, job
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=60)
+    assert code == 0, log.read_text()[-4000:]
+    assert _pids(f"ddpm-{process.pid}@") == []
+
+
+def test_restarts_are_spaced_by_a_doubling_delay_reset_by_a_stable_run() -> None:
+    from service.supervisor import RestartBackoff
+
+    backoff = RestartBackoff(first_s=1, max_s=30, stable_s=60)
+    assert [backoff.next_delay(ran_for_s=2) for _ in range(7)] == [1, 2, 4, 8, 16, 30, 30]
+    assert backoff.next_delay(ran_for_s=61) == 1  # it ran a minute: healthy, start over
+    assert backoff.next_delay(ran_for_s=0.5) == 2
+
+
+def test_the_supervisor_restarts_until_stopped(capsys: pytest.CaptureFixture) -> None:
+    """A worker that exits at once is restarted, at the backoff's pace, with a log line each time;
+    stop() ends it (no restart after it)."""
+    from service.supervisor import RestartBackoff, WorkerSupervisor
+
+    deaths = []
+    supervisor = WorkerSupervisor(
+        [sys.executable, "-c", "raise SystemExit(3)"],
+        {**os.environ},
+        on_death=lambda: deaths.append(time.monotonic()),
+        backoff=RestartBackoff(first_s=0.2, max_s=0.4, stable_s=60),
+    )
+    supervisor.start()
+    deadline = time.monotonic() + 30
+    while len(deaths) < 4:
+        assert time.monotonic() < deadline, deaths
+        time.sleep(0.05)
+    supervisor.stop()
+    count = len(deaths)
+    time.sleep(1)
+    assert len(deaths) == count  # stopped: never restarted again
+    gaps = [b - a for a, b in zip(deaths, deaths[1:], strict=False)]
+    assert gaps[0] >= 0.2 and all(gap >= 0.4 for gap in gaps[1:]), gaps  # 0.2 s, then capped at 0.4 s
+    err = capsys.readouterr().err
+    assert err.count("(exit code 3); restarting it in") >= 4

@@ -34,3 +34,26 @@ def test_bad_schedule_dropout_and_combinations_are_422(idle_client: TestClient) 
         response = idle_client.post("/train", json=body)
         assert response.status_code == 422, response.text
         assert words in response.text
+
+
+def test_bf16_is_a_training_option_and_a_run_that_predates_it_resumes(
+    idle_client: TestClient, idle_settings
+) -> None:
+    from ddpm.runs import RunDir, run_record
+
+    body = {"arch": "pure_unet", "dataset": "digits", "max_steps": 2, "image_size": 16, "bf16": True}
+    accepted = idle_client.post("/train", json=body).json()
+    config = idle_client.get(f"/jobs/{accepted['job_id']}").json()["params"]["config"]
+    assert config["bf16"] is True
+    assert idle_client.delete(f"/jobs/{accepted['job_id']}").status_code in (200, 202)
+
+    # A run recorded before the option existed: its train_config has no bf16 key, which meant off.
+    old = {**config, "bf16": None}
+    del old["bf16"]
+    run = RunDir.of(idle_settings.data_dir, "pure_unet-before-bf16")
+    run.write(run_record(run.run_id, "pure_unet", old, "cancelled"))
+    same = idle_client.post("/train", json={"run_id": run.run_id, "resume": True, "bf16": False})
+    assert same.status_code == 202, same.text
+    assert idle_client.delete(f"/jobs/{same.json()['job_id']}").status_code in (200, 202)
+    changed = idle_client.post("/train", json={"run_id": run.run_id, "resume": True, "bf16": True})
+    assert changed.status_code == 422 and "bf16" in changed.text

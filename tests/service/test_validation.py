@@ -8,9 +8,9 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from jobs.settings import Settings
 from models import arch_names
-from service.settings import Settings
-from tests.service.conftest import TINY_TRAIN
+from tests.stack import TINY_TRAIN
 
 
 def _detail(response: Any) -> str:
@@ -95,24 +95,33 @@ def test_train_needs_arch_and_resume_needs_a_run(idle_client: TestClient) -> Non
 
 
 @pytest.mark.parametrize(
-    ("params", "needle"),
+    ("params", "loc", "needle"),
     [
-        ({"n": 0}, "n"),
-        ({"n": 50_001}, "n"),
-        ({"seed": -1}, "seed"),
-        ({"nrow": 0}, "nrow"),
-        ({"sampler": "euler"}, "sampler"),
-        ({"sampler": "ddim", "steps": 0}, "steps"),
-        ({"sampler": "ddim", "steps": 1001}, "steps"),
-        ({"steps": 10}, "ddpm sampler always runs 1000 steps"),
-        ({"eta": 1.5}, "eta"),
-        ({"wait": -1}, "wait"),
+        ({"n": 0}, "n", "greater than or equal to 1"),
+        ({"n": 50_001}, "n", "less than or equal to 50000"),
+        ({"seed": -1}, "seed", "greater than or equal to 0"),
+        ({"nrow": 0}, "nrow", "greater than or equal to 1"),
+        ({"sampler": "euler"}, "sampler", "'ddpm', 'ddim', 'dpmpp_2m' or 'heun'"),
+        ({"sampler": "ddim", "steps": 0}, "steps", "greater than or equal to 1"),
+        ({"sampler": "ddim", "steps": 1001}, "steps", "less than or equal to 1000"),
+        ({"steps": 10}, None, "ddpm sampler always runs 1000 steps, got steps=10; for fewer network calls"),
+        ({"eta": 1.5}, "eta", "less than or equal to 1"),
+        ({"eta": 0.5}, None, "eta=0.5 does not apply to the ddpm sampler; it applies to ['ddim'] only"),
+        ({"sampler": "dpmpp_2m", "steps": 600}, None, "steps must be an integer in [1, 500] for dpmpp_2m"),
+        ({"sampler": "heun", "spacing": "time"}, None, "spacing='time' does not apply to the heun sampler"),
+        ({"sampler": "heun", "timestep": "rounded"}, "timestep", "'nearest' or 'interpolated'"),
+        ({"sampler": "heun", "churn": -1}, "churn", "greater than or equal to 0"),
+        ({"wait": -1}, "wait", "greater than or equal to 0"),
     ],
 )
-def test_sample_bounds(idle_client: TestClient, params: dict[str, Any], needle: str) -> None:
+def test_sample_bounds(idle_client: TestClient, params: dict[str, Any], loc: str | None, needle: str) -> None:
+    """Each refusal is one error, located at the field (or at the query for a cross-field rule), whose
+    message says what is wrong: words that every 422 contains would prove nothing."""
     response = idle_client.get("/samples", params={"arch": "biggan", **params})
     assert response.status_code == 422, response.text
-    assert needle in response.text
+    (error,) = response.json()["detail"]
+    assert error["loc"] == (["query", loc] if loc else ["query"]), error
+    assert needle in error["msg"], error
 
 
 def test_service_limits_on_grid_size_and_wait(idle_client: TestClient, idle_settings: Settings) -> None:
@@ -190,10 +199,23 @@ def test_fid_table_lists_the_report_figures(idle_client: TestClient) -> None:
 
 
 def test_jobs_listing_filters(idle_client: TestClient) -> None:
-    response = idle_client.get("/jobs", params={"kind": "train", "limit": 5})
-    assert response.status_code == 200
-    assert all(job["kind"] == "train" for job in response.json()["jobs"])
+    # Jobs of each kind and state of its own, so that the filter has something to leave out whatever
+    # else this session has queued (alone, the listing would be empty and any filter would pass).
+    store = idle_client.app.state.store
+    train, _ = store.create("train", {"note": "listing"})
+    sample, _ = store.create("sample", {"note": "listing"})
+    store.cancel(sample)
+
+    trains = idle_client.get("/jobs", params={"kind": "train", "limit": 1000}).json()["jobs"]
+    assert train in {job["id"] for job in trains} and sample not in {job["id"] for job in trains}
+    assert all(job["kind"] == "train" for job in trains)
+    cancelled = idle_client.get("/jobs", params={"state": "cancelled", "limit": 1000}).json()["jobs"]
+    assert sample in {job["id"] for job in cancelled} and train not in {job["id"] for job in cancelled}
+    assert all(job["state"] == "cancelled" for job in cancelled)
+    both = idle_client.get("/jobs", params={"kind": "sample", "state": "queued", "limit": 1000}).json()
+    assert not {train, sample} & {job["id"] for job in both["jobs"]}
     assert idle_client.get("/jobs", params={"state": "done"}).status_code == 422
+    store.cancel(train)
 
 
 def test_api_key_when_configured(idle_settings: Settings) -> None:
@@ -219,3 +241,36 @@ def test_unpublishable_job_is_503_and_recorded_failed(idle_client: TestClient) -
     job = idle_client.get("/jobs", params={"kind": "train", "state": "failed"}).json()["jobs"][0]
     assert job["run_id"] == "unpublished" and "could not publish" in job["error"]
     assert idle_client.get("/runs/unpublished").json()["status"] == "failed"
+
+
+def test_a_refused_publish_frees_the_sample_lock(
+    idle_client: TestClient, local_checkpoint: dict[str, Any]
+) -> None:
+    """docs/reliability.md: a sampling job the broker refuses is recorded failed and its cache lock
+    released, so the same request, once the broker is back, queues a new job instead of joining it."""
+    import kombu.exceptions
+
+    def broker_down(kind: str, job_id: str) -> None:
+        raise kombu.exceptions.OperationalError("Error 111 connecting to broker. Connection refused.")
+
+    query = {"run": local_checkpoint["run_id"], "n": 3, "sampler": "ddim", "steps": 3, "seed": 5}
+    store, queue = idle_client.app.state.store, idle_client.app.state.queue
+    working = queue.enqueue
+    queue.enqueue = broker_down
+    try:
+        refused = idle_client.get("/samples", params=query)
+    finally:
+        queue.enqueue = working
+    assert refused.status_code == 503 and "did not accept the job" in _detail(refused)
+    failed = idle_client.get("/jobs", params={"kind": "sample", "state": "failed", "limit": 1000}).json()[
+        "jobs"
+    ]
+    (job,) = [j for j in failed if j["params"]["seed"] == 5 and j["params"]["n"] == 3]
+    assert "could not publish" in job["error"]
+    assert store.lock_owner(f"sample:{job['params']['key']}") is None
+
+    again = idle_client.get("/samples", params=query)
+    assert again.status_code == 202, again.text
+    assert again.json()["job_id"] != job["id"] and again.json()["joined"] is False
+    assert store.lock_owner(f"sample:{job['params']['key']}") == again.json()["job_id"]
+    idle_client.delete(f"/jobs/{again.json()['job_id']}")

@@ -7,8 +7,8 @@ import re
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from jobs.settings import Settings
 from service.app import create_app
-from service.settings import Settings
 from service.web import STATIC_DIR
 
 IMPORT = re.compile(r"""^import .* from "\./([\w.]+)";$""", re.MULTILINE)

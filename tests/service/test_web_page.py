@@ -13,8 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from jobs.settings import Settings
 from service.app import create_app
-from service.settings import Settings
 from tests.service.browser import (
     LAPTOP,
     PHONE,
@@ -26,7 +26,7 @@ from tests.service.browser import (
     skip_module_unless_chromium,
     wait_until,
 )
-from tests.service.conftest import TINY_TRAIN
+from tests.stack import TINY_TRAIN
 
 skip_module_unless_chromium()
 pytestmark = pytest.mark.usefixtures("worker")
@@ -229,14 +229,58 @@ def test_jobs_show_errors_and_cancel_a_running_job(browser: Any, base_url: str, 
     assert_clean_console(browser)
 
 
+# Counts the page's API requests in flight (event streams aside: they never end) and DOM changes, so a
+# test can wait until a view has fetched and drawn its data instead of for a guessed time.
+TRACK_ACTIVITY = """
+window.apiInFlight = 0;
+window.domChanges = 0;
+const realFetch = window.fetch;
+window.fetch = async (resource, options = {}) => {
+  const accept = (options.headers && (options.headers.Accept || options.headers.accept)) || "";
+  if (accept.includes("event-stream")) return realFetch(resource, options);
+  window.apiInFlight += 1;
+  try {
+    const response = await realFetch(resource, options);
+    await response.clone().arrayBuffer();  // the body has arrived, not only the headers
+    return response;
+  } finally {
+    window.apiInFlight -= 1;
+  }
+};
+new MutationObserver((records) => { window.domChanges += records.length; })
+  .observe(document.body, {subtree: true, childList: true, attributes: true, characterData: true});
+"""
+
+
+def wait_until_settled(driver: Any, view: str, quiet_polls: int = 3) -> None:
+    """Until the view has no API request in flight, no image still loading, and its DOM has stopped
+    changing for `quiet_polls` polls in a row (its data fetched and drawn)."""
+    state = {"changes": -1, "quiet": 0}
+
+    def settled() -> bool:
+        busy, changes, loading = driver.execute_script(
+            "return [window.apiInFlight, window.domChanges,"
+            " document.querySelectorAll(arguments[0] + ' [data-state=loading]').length]",
+            f"#view-{view}",
+        )
+        state["quiet"] = (
+            state["quiet"] + 1 if (busy, loading) == (0, 0) and changes == state["changes"] else 0
+        )
+        state["changes"] = changes
+        return state["quiet"] >= quiet_polls
+
+    wait_until(settled, 20, f"the {view} view's data")
+
+
 def test_narrow_window_keeps_every_view_within_the_screen(browser: Any, base_url: str) -> None:
     open_page(browser, base_url, "compare")
+    browser.execute_script(TRACK_ACTIVITY)
     browser.set_window_size(*PHONE)
     try:
         for view in ("compare", "epochs", "jobs", "runs", "fid", "train"):
             go(browser, view)
             wait_until(lambda v=view: by_css(browser, f"#view-{v}").is_displayed(), 5, f"the {view} view")
-            browser.execute_script("return new Promise((resolve) => setTimeout(resolve, 300))")  # its data
+            wait_until_settled(browser, view)
             if view == "fid":  # the report's Table 1 beside the (maybe empty) results; the FID-vs-N plot
                 wait_until(lambda: ready_image(browser, "#view-fid img.api-image"), 20, "the FID plot")
                 assert "DDPM_BigGAN" in by_css(browser, "#view-fid").text
