@@ -11,6 +11,11 @@ STREAM_TRAINING = 2
 STREAM_CLASSIFIER_SPLIT = 3  # a classifier's held-out split
 STREAM_CLASSIFIER_TRAINING = 4  # a classifier's weight init and augmentation draws
 STREAM_ANALYSIS = 5  # which real images an analysis of real data takes; the null distribution's draws
+# Evaluation metrics (ddpm.fid.scoring): subsets, resamples and shuffles, one stream each.
+STREAM_KID_SUBSETS = 6
+STREAM_FID_BOOTSTRAP = 7
+STREAM_FID_INFINITY = 8
+STREAM_IS_SHUFFLE = 9
 
 
 def derive_seed(seed: int, stream: int, index: int = 0) -> int:

@@ -8,7 +8,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ddpm.fid.options import DEFAULT_N, parse_n_list
+from ddpm.fid.options import (
+    DEFAULT_BOOTSTRAP,
+    DEFAULT_FID_INF_POINTS,
+    DEFAULT_KID_SUBSETS,
+    DEFAULT_N,
+    METRICS,
+    MetricOptions,
+    parse_n_list,
+    plan_metrics,
+)
 from ddpm.sampler_cli import DefaultsHelp, add_sampler_arguments, spec_from_args
 from ddpm.settings import data_dir
 
@@ -38,6 +47,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     fid.add_argument("--batch-size", type=int, default=128)
     fid.add_argument("--device", default="auto")
+    fid.add_argument(
+        "--metrics",
+        help=f"comma-separated, from {','.join(METRICS)} (default: all, each where N allows; FID always)",
+    )
+    fid.add_argument("--kid-subsets", type=int, default=DEFAULT_KID_SUBSETS, help="KID: subsets averaged")
+    fid.add_argument(
+        "--kid-subset-size", type=int, help="KID: rows per subset (default min(1000, N/2, reference rows/2))"
+    )
+    fid.add_argument(
+        "--bootstrap", type=int, default=DEFAULT_BOOTSTRAP, help="FID interval: bootstrap replicates"
+    )
+    fid.add_argument(
+        "--fid-inf-points",
+        type=int,
+        default=DEFAULT_FID_INF_POINTS,
+        help="FID-infinity: sample counts fitted",
+    )
+    fid.add_argument("--metrics-seed", type=int, default=0, help="seed of subsets, resamples and shuffles")
     fid.add_argument("--no-save", action="store_true", help="print only; do not store in the results table")
     fid.add_argument("--json", action="store_true", help="print the stored record as JSON")
     fid.set_defaults(handler=cmd_fid)
@@ -82,15 +109,29 @@ class _Bars:
             bar.close()
 
 
+def metric_options(args: argparse.Namespace) -> MetricOptions:
+    names = None if args.metrics is None else tuple(m for m in args.metrics.replace(" ", "").split(",") if m)
+    return MetricOptions(
+        metrics=names,
+        kid_subsets=args.kid_subsets,
+        kid_subset_size=args.kid_subset_size,
+        bootstrap=args.bootstrap,
+        fid_inf_points=args.fid_inf_points,
+        seed=args.metrics_seed,
+    )
+
+
 def cmd_fid(args: argparse.Namespace) -> int:
     from ddpm.checkpoints import read_meta
     from ddpm.commands import pick_checkpoint
     from ddpm.fid.evaluate import check_options, evaluate_checkpoint
-    from ddpm.fid.results import save_result
+    from ddpm.fid.results import markdown_table, save_result, table_rows
 
     counts = parse_n_list(args.n)
     spec = spec_from_args(args)
     check_options(counts, spec, batch_size=args.batch_size)
+    metrics = metric_options(args)
+    plan_metrics(metrics, counts)
     root = data_dir(args.data_dir)
     checkpoint = pick_checkpoint(root, args)
     dataset = args.dataset or read_meta(checkpoint).get("train_config", {}).get("dataset", "cifar10")
@@ -109,6 +150,7 @@ def cmd_fid(args: argparse.Namespace) -> int:
             args.batch_size,
             args.reference,
             progress=bars,
+            metrics=metrics,
         )
     finally:
         bars.close()
@@ -124,12 +166,12 @@ def cmd_fid(args: argparse.Namespace) -> int:
     )
     print(f"sampler {spec.describe()}, seed {args.seed}")
     print(f"reference: {result.reference}")
-    width = max(len(str(n)) for n in result.fid)
-    print(f"{'N'.rjust(width)}  FID")
-    for n, value in sorted(result.fid.items()):
-        print(f"{str(n).rjust(width)}  {value:.3f}")
-    for warning in result.warnings:
-        print(f"warning: {warning}")
+    if result.reference_features:
+        summary = result.reference_features
+        print(
+            f"reference features (KID, precision/recall): {summary['n']} of {summary['total']} ({summary['chosen']})"
+        )
+    print(markdown_table(table_rows([record])), end="")
     print("time: " + ", ".join(f"{phase} {seconds:.1f}s" for phase, seconds in result.timings.items()))
     if not args.no_save:
         print(f"stored as result {record['id']}")

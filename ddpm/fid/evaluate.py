@@ -1,9 +1,10 @@
-"""The evaluator: FID of a checkpoint's samples against reference statistics, for one or more N.
+"""The evaluator: FID and the other metrics of a checkpoint's samples, for one or more N.
 
 All N come from ONE sample set of max(N) images (a smaller N is a prefix: image i depends only on the
 seed and i), as in the report's figure 9. Phases, each timed and reported through
-progress(phase, done, total): "reference" (load or compute the dataset statistics, first, so a
-missing dataset fails before any sampling), "sampling" (network calls), "features" (images).
+progress(phase, done, total): "reference" (load or compute the dataset statistics and, for KID and
+precision/recall, its feature set, first, so a missing dataset fails before any sampling), "sampling"
+(network calls), "features" (images). Every metric comes from the one feature pass (ddpm.fid.scoring).
 """
 
 from __future__ import annotations
@@ -18,12 +19,29 @@ import torch
 from ddpm.checkpoints import read_meta
 from ddpm.data import check_dataset_name
 from ddpm.device import resolve_device
-from ddpm.errors import InvalidOption
-from ddpm.fid.features import feature_statistics, frechet_distance, inception_features, load_inception
-from ddpm.fid.options import check_n_samples, rank_warnings
-from ddpm.fid.reference import ReferenceStats, dataset_reference, reference_size, user_reference
+from ddpm.errors import DdpmError, InvalidOption
+from ddpm.fid.errors import FidUnavailable
+from ddpm.fid.features import inception_features, load_inception
+from ddpm.fid.options import (
+    INCEPTION_SCORE,
+    KID,
+    REFERENCE_FEATURE_METRICS,
+    MetricOptions,
+    check_n_samples,
+    kid_subset_size,
+    plan_metrics,
+)
+from ddpm.fid.reference import (
+    ReferenceFeatures,
+    ReferenceStats,
+    dataset_reference,
+    dataset_reference_features,
+    reference_size,
+    user_reference,
+)
 from ddpm.fid.results import FidResult
-from ddpm.fid.weights import ensure_weights
+from ddpm.fid.scoring import score_features
+from ddpm.fid.weights import classifier_head, ensure_weights
 from ddpm.sampling import Sampler, check_sample_options, sample_checkpoint
 from ddpm.settings import data_dir as default_data_dir
 
@@ -58,12 +76,24 @@ def evaluate_checkpoint(
     batch_size: int = 128,
     reference_npz: Path | None = None,
     progress: PhaseProgress | None = None,
+    metrics: MetricOptions | None = None,
 ) -> FidResult:
-    """FID for every N in n_samples. Raises DdpmError subclasses; a progress callback may raise Cancelled.
-    `sampler` is a SamplerSpec or a name with steps and eta beside it (ddpm.sampling)."""
+    """FID and the requested metrics (default: all that N allows) for every N in n_samples.
+
+    `sampler` is a SamplerSpec or a name with steps and eta beside it (ddpm.sampling). Raises DdpmError
+    subclasses; a progress callback may raise Cancelled.
+    """
     started = time.perf_counter()
     counts = check_options(n_samples, sampler, steps, eta, batch_size)
     spec = check_sample_options(max(counts), sampler, steps, eta)
+    options = MetricOptions() if metrics is None else metrics
+    plan, _ = plan_metrics(options, counts)  # InvalidOption for a named metric N cannot serve
+    wanted = {metric for planned in plan.values() for metric in planned}
+    if reference_npz is not None and options.explicit and wanted & set(REFERENCE_FEATURE_METRICS):
+        raise InvalidOption(
+            f"{', '.join(sorted(wanted & set(REFERENCE_FEATURE_METRICS)))} need the reference's features; a "
+            "user .npz holds only mu and sigma: use a dataset reference or leave them out"
+        )
     check_dataset_name(dataset)
     root = default_data_dir() if data_dir is None else Path(data_dir)
     checkpoint = Path(checkpoint)
@@ -77,6 +107,14 @@ def evaluate_checkpoint(
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     ensure_weights()
+    unavailable: dict[str, str] = {}
+    classifier = None
+    if INCEPTION_SCORE in wanted:
+        classifier, why = classifier_head()
+        if classifier is None:
+            if options.explicit:
+                raise FidUnavailable(f"{INCEPTION_SCORE}: {why}")
+            unavailable[INCEPTION_SCORE] = str(why)
     timings["weights"] = time.perf_counter() - clock
 
     inception: list[torch.nn.Module] = []  # loaded on first need, then shared by both phases
@@ -96,6 +134,28 @@ def evaluate_checkpoint(
         reference = dataset_reference(
             dataset, root, image_size, model, torch_device, batch_size, progress=report("reference")
         )
+    reference_features: ReferenceFeatures | None = None
+    if wanted & set(REFERENCE_FEATURE_METRICS):
+        reference_features, why = _reference_features(
+            dataset,
+            root,
+            image_size,
+            model,
+            torch_device,
+            batch_size,
+            report("reference"),
+            reference_npz,
+            options,
+        )
+        if reference_features is None:
+            unavailable.update({m: why for m in REFERENCE_FEATURE_METRICS if m in wanted})
+        elif KID in wanted:
+            try:  # before sampling: an explicit subset size larger than the reference feature set
+                kid_subset_size(max(counts), len(reference_features.features), options)
+            except InvalidOption as err:
+                if options.explicit:
+                    raise
+                unavailable[KID] = str(err)
     timings["reference"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -108,22 +168,19 @@ def evaluate_checkpoint(
     features = inception_features(images, model(), batch_size, torch_device, report("features"))
     timings["features"] = time.perf_counter() - clock
 
-    clock = time.perf_counter()
-    warnings = rank_warnings(counts)
+    warnings: list[str] = []
     if reference_npz is None and images.shape[-1] != reference_size(dataset, image_size):
         size = reference_size(dataset, image_size)
         warnings.append(f"samples are {images.shape[-1]}px but the {dataset} reference images are {size}px")
-    scores: dict[int, float] = {}
-    for n in counts:
-        mu, sigma = feature_statistics(features[:n])
-        scores[n], notes = frechet_distance(mu, sigma, reference.mu, reference.sigma)
-        warnings += [f"N={n}: pytorch-fid: {note}" for note in notes]
-    timings["frechet"] = time.perf_counter() - clock
+    scoring = score_features(
+        features, counts, reference.mu, reference.sigma, options, reference_features, classifier, unavailable
+    )
+    timings.update(scoring.timings)
     timings["total"] = time.perf_counter() - started
 
     return FidResult(
-        fid=scores,
-        warnings=warnings,
+        fid={n: row.fid for n, row in scoring.scores.items()},
+        warnings=warnings + scoring.warnings,
         reference=reference.identity,
         timings=timings,
         checkpoint=_checkpoint_info(checkpoint, sample_meta),
@@ -139,7 +196,41 @@ def evaluate_checkpoint(
             "device": str(torch_device),
         },
         reference_path=str(reference.path),
+        scores=scoring.scores,
+        metrics=list(options.requested),
+        metric_options=options.to_params(),
+        unavailable=scoring.unavailable,
+        reference_features=None if reference_features is None else reference_features.summary(),
     )
+
+
+def _reference_features(
+    dataset: str,
+    root: Path,
+    image_size: int,
+    model: Callable[[], torch.nn.Module],
+    device: torch.device,
+    batch_size: int,
+    progress: Callable[[int, int], None] | None,
+    reference_npz: Path | None,
+    options: MetricOptions,
+) -> tuple[ReferenceFeatures | None, str]:
+    """The dataset's cached (or now computed) feature set for KID and precision/recall, or why there is none.
+
+    With the default metrics a missing feature set only makes those metrics unavailable; named explicitly,
+    it is an error (raised here, before sampling).
+    """
+    if reference_npz is not None:
+        return (
+            None,
+            "the reference is a user .npz with mu and sigma only; this metric needs the reference's features",
+        )
+    try:
+        return dataset_reference_features(dataset, root, image_size, model, device, batch_size, progress), ""
+    except DdpmError as err:  # e.g. the dataset was removed after its statistics were cached
+        if options.explicit:
+            raise
+        return None, f"the reference feature set could not be computed: {err}"
 
 
 def _checkpoint_info(path: Path, meta: dict[str, Any]) -> dict[str, Any]:

@@ -4,6 +4,13 @@ The cache is DATA_DIR/fid/reference/<key>.npz, the key naming everything that ch
 dataset (and folder path), image size, no flips, and the feature extractor with its preprocessing.
 The file holds `mu` and `sigma` (what `python -m pytorch_fid` reads), plus `n` and `identity`.
 A user-supplied .npz with `mu` (2048,) and `sigma` (2048, 2048) is accepted as well.
+
+KID and precision/recall need the reference's features themselves, not only their mean and covariance:
+a feature set is cached beside the statistics, <key>-features-max<M>-seed<S>.npz, holding all training
+images' features when there are at most M (digits: 1,797) and a seeded subset of M otherwise
+(CIFAR-10: 10,000 of 50,000), with the k-NN radii precision/recall needs. A computation of the
+statistics writes both; a statistics file cached before feature sets existed gets its feature set
+from one Inception pass over the subset's images when first needed.
 """
 
 from __future__ import annotations
@@ -23,12 +30,18 @@ from ddpm.data import check_dataset_name, load_dataset
 from ddpm.errors import InvalidOption
 from ddpm.fid.errors import FidUnavailable
 from ddpm.fid.features import feature_statistics, inception_features
-from ddpm.fid.options import FEATURE_DIMS
+from ddpm.fid.metrics import knn_radii
+from ddpm.fid.options import FEATURE_DIMS, PR_NEIGHBOURS
 from ddpm.settings import fid_dir
 from ddpm.storage import atomic_write
 
 NATIVE_SIZES = {"cifar10": 32}  # datasets whose loader ignores image_size
 MAX_IMAGE_SIZE = 1024
+# The reference feature set for KID and precision/recall: all images up to this many, else a seeded
+# subset of this size. 10,000 x 2048 float32 is 82 MB; KID subsets (1,000) and the k-NN manifolds of
+# precision/recall are well inside it. Both numbers are in the cache file's name and in every result.
+REFERENCE_FEATURES_MAX = 10_000
+REFERENCE_FEATURES_SEED = 0
 
 
 def extractor_tag() -> str:
@@ -113,6 +126,120 @@ def user_reference(path: Path) -> ReferenceStats:
     return ReferenceStats(mu, sigma, f"file {Path(path).name} (sha256 {digest}){described}", Path(path), n)
 
 
+@dataclass
+class ReferenceFeatures:
+    """The reference's feature rows (a subset when the dataset is large) and their k-NN radii."""
+
+    features: np.ndarray  # (rows, 2048) float64
+    radii: (
+        np.ndarray | None
+    )  # distance of each row to its PR_NEIGHBOURS-th nearest other row (None: too few rows)
+    indices: np.ndarray  # which training images (ascending)
+    total: int  # training images in the reference
+    seed: int | None  # of the subset; None when every image is kept
+    path: Path
+
+    def summary(self) -> dict[str, Any]:
+        """What results record about the feature set: its size, of how many, how chosen."""
+        chosen = "all" if self.seed is None else f"seeded subset (seed {self.seed})"
+        return {"n": len(self.features), "total": self.total, "seed": self.seed, "chosen": chosen}
+
+
+def reference_features_path(data_dir: Path, dataset: str, image_size: int) -> Path:
+    key = reference_key(dataset, image_size)
+    name = f"{key}-features-max{REFERENCE_FEATURES_MAX}-seed{REFERENCE_FEATURES_SEED}.npz"
+    return fid_dir(data_dir) / "reference" / name
+
+
+def feature_subset(total: int) -> tuple[np.ndarray, int | None]:
+    """The training images whose features are kept, ascending, and the seed that chose them (or None)."""
+    if total <= REFERENCE_FEATURES_MAX:
+        return np.arange(total), None
+    rng = np.random.default_rng(REFERENCE_FEATURES_SEED)
+    return np.sort(rng.choice(total, REFERENCE_FEATURES_MAX, replace=False)), REFERENCE_FEATURES_SEED
+
+
+def save_reference_features(
+    path: Path, features: np.ndarray, indices: np.ndarray, total: int, seed: int | None, identity: str
+) -> ReferenceFeatures:
+    """Write the feature set (float32 when that is lossless: the network computes in float32)."""
+    radii = knn_radii(features, PR_NEIGHBOURS) if len(features) > PR_NEIGHBOURS else None
+    single = features.astype(np.float32)
+    stored = single if np.array_equal(single.astype(np.float64), features) else features
+
+    def write(temp: Path) -> None:
+        with temp.open("wb") as handle:
+            np.savez(
+                handle,
+                features=stored,
+                radii=np.empty(0) if radii is None else radii,
+                k=np.int64(PR_NEIGHBOURS),
+                indices=indices.astype(np.int64),
+                total=np.int64(total),
+                seed=np.int64(-1 if seed is None else seed),
+                identity=np.str_(identity),
+            )
+
+    atomic_write(path, write)
+    return ReferenceFeatures(features, radii, indices, total, seed, path)
+
+
+def load_reference_features(path: Path, total: int | None) -> ReferenceFeatures | None:
+    """The cached feature set, or None when absent, unreadable or not from `total` images.
+
+    The file name carries the statistics' key (dataset, size, extractor) and the subset's rule, so
+    only the image count can disagree: statistics recomputed from a changed folder.
+    """
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if int(data["k"]) != PR_NEIGHBOURS or (total is not None and int(data["total"]) != total):
+                return None
+            seed, radii = int(data["seed"]), np.asarray(data["radii"], np.float64)
+            return ReferenceFeatures(
+                np.asarray(data["features"], np.float64),
+                radii if radii.size else None,
+                np.asarray(data["indices"]),
+                int(data["total"]),
+                None if seed < 0 else seed,
+                path,
+            )
+    except (OSError, ValueError, KeyError):
+        return None  # unreadable: computed again
+
+
+def dataset_reference_features(
+    dataset: str,
+    data_dir: Path,
+    image_size: int,
+    model_loader: Callable[[], torch.nn.Module],
+    device: torch.device | str = "cpu",
+    batch_size: int = 50,
+    progress: Callable[[int, int], None] | None = None,
+) -> ReferenceFeatures:
+    """The cached reference feature set; computed (one Inception pass over its images) when absent."""
+    stats = reference_path(data_dir, dataset, image_size)
+    total = load_npz(stats)[2].get("n") if stats.is_file() else None
+    total = int(total) if total else None
+    path = reference_features_path(data_dir, dataset, image_size)
+    cached = load_reference_features(path, total)
+    if cached is not None:
+        return cached
+    images = load_dataset(dataset, data_dir, image_size).images
+    if total is not None and len(images) != total:
+        raise FidUnavailable(
+            f"{dataset} now has {len(images)} images but its cached statistics {stats.name} were computed "
+            f"from {total}: recompute them (ddpm fid-reference --dataset {dataset} --refresh)"
+        )
+    indices, seed = feature_subset(len(images))
+    features = inception_features(
+        images[torch.from_numpy(indices)], model_loader(), batch_size, device, progress
+    )
+    identity = reference_identity(dataset, image_size, len(images))
+    return save_reference_features(path, features, indices, len(images), seed, identity)
+
+
 def dataset_reference(
     dataset: str,
     data_dir: Path,
@@ -135,5 +262,15 @@ def dataset_reference(
     features = inception_features(images, model_loader(), batch_size, device, progress)
     mu, sigma = feature_statistics(features)
     identity = reference_identity(dataset, image_size, len(features))
+    # The feature set first: a statistics file is never newer than a feature set it should have had.
+    indices, seed = feature_subset(len(features))
+    save_reference_features(
+        reference_features_path(data_dir, dataset, image_size),
+        features[indices],
+        indices,
+        len(features),
+        seed,
+        identity,
+    )
     save_npz(path, mu, sigma, len(features), identity)
     return ReferenceStats(mu, sigma, identity, path, len(features), computed=True)

@@ -1,22 +1,26 @@
-"""FID results: the result type and the stored table, torch-free (the API process imports this).
+"""FID results: the result type, the stored table and its rows, torch-free (the API process imports this).
 
 Each evaluation is one JSON file, DATA_DIR/fid/results/<id>.json, written atomically: a failed or
-cancelled evaluation writes nothing, and a reader never sees half a record.
+cancelled evaluation writes nothing, and a reader never sees half a record. Format 2 adds every
+metric per N under `scores`; format 1 records (only n and fid per row) load unchanged.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ddpm.fid.score_types import Scores
 from ddpm.settings import fid_dir
 from ddpm.storage import atomic_write_json
 
-RECORD_FORMAT = "ddpm-arch-bench/fid-result/1"
+RECORD_FORMAT = "ddpm-arch-bench/fid-result/2"
 
 
 @dataclass
@@ -30,18 +34,71 @@ class FidResult:
     checkpoint: dict[str, Any] = field(default_factory=dict)  # path, arch, run_id, step, epoch, weights
     options: dict[str, Any] = field(default_factory=dict)  # seed, sampler, steps, eta, dataset, n_samples
     reference_path: str | None = None  # the .npz the reference statistics came from
+    scores: dict[int, Scores] = field(default_factory=dict)  # every metric per N (fid repeated there)
+    metrics: list[str] = field(default_factory=list)  # the metrics asked for
+    metric_options: dict[str, Any] = field(default_factory=dict)  # MetricOptions.to_params()
+    unavailable: dict[str, str] = field(default_factory=dict)  # metric -> why it could not be computed
+    reference_features: dict[str, Any] | None = None  # n, total, seed, chosen: KID's and P/R's reference rows
 
     def to_record(self) -> dict[str, Any]:
-        """The JSON record stored by save_result: one row per N under `scores`."""
+        """The JSON record stored by save_result: one row per N under `scores`, every metric in it."""
+        rows = [
+            (self.scores[n] if n in self.scores else Scores(n, value)).to_dict()
+            for n, value in sorted(self.fid.items())
+        ]
         return {
             **self.checkpoint,
             **self.options,
-            "scores": [{"n": n, "fid": value} for n, value in sorted(self.fid.items())],
+            "scores": rows,
             "warnings": list(self.warnings),
             "reference": self.reference,
             "reference_path": self.reference_path,
             "timings": dict(self.timings),
+            "metrics": list(self.metrics),
+            "metric_options": dict(self.metric_options),
+            "unavailable": dict(self.unavailable),
+            "reference_features": self.reference_features,
         }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> FidResult:
+        """A stored record back as a result; records of format 1 (and the worker's `fid` map) load too."""
+        scores = {row.n: row for row in record_scores(record)}
+        known = {"checkpoint", "arch", "run_id", "step", "epoch", "weights"}
+        option_keys = {
+            "seed",
+            "sampler",
+            "steps",
+            "eta",
+            "nfe",
+            "sampler_spec",
+            "dataset",
+            "n_samples",
+            "device",
+        }
+        return cls(
+            fid={n: row.fid for n, row in scores.items()},
+            warnings=[str(w) for w in record.get("warnings") or []],
+            reference=str(record.get("reference") or ""),
+            timings={str(k): float(v) for k, v in (record.get("timings") or {}).items()},
+            checkpoint={k: record.get(k) for k in known if k in record},
+            options={k: record.get(k) for k in option_keys if k in record},
+            reference_path=record.get("reference_path"),
+            scores=scores,
+            metrics=list(record.get("metrics") or ["fid"]),
+            metric_options=dict(record.get("metric_options") or {}),
+            unavailable=dict(record.get("unavailable") or {}),
+            reference_features=record.get("reference_features"),
+        )
+
+
+def record_scores(record: Mapping[str, Any]) -> list[Scores]:
+    """The per-N rows of a stored record, N ascending: `scores` rows, or else a `fid` map {N: FID}."""
+    if isinstance(record.get("scores"), list):
+        rows = [Scores.from_dict(row) for row in record["scores"]]
+    else:
+        rows = [Scores(int(n), float(v)) for n, v in (record.get("fid") or {}).items()]
+    return sorted(rows, key=lambda row: row.n)
 
 
 def results_dir(data_dir: Path) -> Path:
@@ -76,3 +133,123 @@ def list_results(data_dir: Path) -> list[dict[str, Any]]:
         if isinstance(record, dict):
             records.append(record)
     return sorted(records, key=lambda r: (float(r.get("created", 0.0)), str(r.get("id", ""))), reverse=True)
+
+
+# One row per (stored result, N): what GET /fid shows. The data set, N and the row's warnings are in
+# every row, so a figure is never read without the conditions that qualify it.
+ROW_KEYS = ("arch", "run_id", "step", "epoch", "weights", "sampler", "steps", "eta", "nfe", "seed", "dataset")
+_PER_N = re.compile(r"^N=(\d+)\b")
+
+
+def row_warnings(record_warnings: Iterable[str], n: int) -> list[str]:
+    """The record's warnings that concern N = n: its own (they start with "N=<n>") and the general ones."""
+    kept = []
+    for warning in record_warnings:
+        match = _PER_N.match(warning)
+        if match is None or int(match.group(1)) == n:
+            kept.append(warning)
+    return kept
+
+
+def table_rows(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Every stored evaluation (list_results' order) as rows, one per N, with all its metrics flattened.
+
+    Metrics not computed are None; `unavailable` says why a metric could not be computed at all.
+    """
+    rows = []
+    for record in records:
+        unavailable = dict(record.get("unavailable") or {})
+        features = record.get("reference_features") or {}
+        for score in record_scores(record):
+            interval, infinity, kid = score.fid_interval, score.fid_inf, score.kid
+            pr, inception = score.precision_recall, score.inception_score
+            rows.append(
+                {
+                    "result_id": record.get("id"),
+                    "created": record.get("created"),
+                    **{key: record.get(key) for key in ROW_KEYS},
+                    "reference": record.get("reference"),
+                    "n": score.n,
+                    "fid": score.fid,
+                    "fid_low": interval.low if interval else None,
+                    "fid_high": interval.high if interval else None,
+                    "fid_se": interval.se if interval else None,
+                    "fid_inf": infinity.value if infinity else None,
+                    "fid_inf_se": infinity.se if infinity else None,
+                    "kid": kid.mean if kid else None,
+                    "kid_std": kid.std if kid else None,
+                    "precision": pr.precision if pr else None,
+                    "recall": pr.recall if pr else None,
+                    "inception_score": inception.mean if inception else None,
+                    "inception_score_std": inception.std if inception else None,
+                    "reference_features_n": features.get("n"),
+                    "warnings": row_warnings(record.get("warnings") or [], score.n),
+                    "unavailable": unavailable,
+                }
+            )
+    return rows
+
+
+MARKDOWN_COLUMNS = (
+    "arch",
+    "run",
+    "step",
+    "sampler",
+    "data set",
+    "N",
+    "FID (95% interval)",
+    "FID-inf (± se)",
+    "KID x 10^3 (± std)",
+    "precision",
+    "recall",
+    "IS",
+    "warnings",
+)
+
+
+def _number(value: float | None, spec: str = ".2f") -> str:
+    return "" if value is None else format(value, spec)
+
+
+def _cell(text: Any) -> str:
+    return "" if text is None else str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """table_rows as a Markdown table. Each row's warnings (and why a metric is missing) are numbered
+    notes in its last column, written out in full under the table: visible, and said once."""
+    lines = ["| " + " | ".join(MARKDOWN_COLUMNS) + " |", "|" + "---|" * len(MARKDOWN_COLUMNS)]
+    notes: dict[str, int] = {}
+    for row in rows:
+        fid = _number(row["fid"])
+        if row.get("fid_low") is not None:
+            fid += f" ({row['fid_low']:.2f} to {row['fid_high']:.2f})"
+        infinity = _number(row.get("fid_inf"))
+        if row.get("fid_inf_se") is not None:
+            infinity += f" ± {row['fid_inf_se']:.2f}"
+        kid = "" if row.get("kid") is None else f"{row['kid'] * 1e3:.2f} ± {row['kid_std'] * 1e3:.2f}"
+        texts = list(row.get("warnings") or [])
+        texts += [f"no {metric}: {why}" for metric, why in (row.get("unavailable") or {}).items()]
+        marks = ", ".join(f"[{notes.setdefault(text, len(notes) + 1)}]" for text in texts)
+        cells = [
+            row.get("arch"),
+            row.get("run_id"),
+            row.get("step"),
+            "" if row.get("sampler") is None else f"{row['sampler']} {row.get('steps') or ''}".strip(),
+            row.get("dataset"),
+            row["n"],
+            fid,
+            infinity,
+            kid,
+            _number(row.get("precision"), ".3f"),
+            _number(row.get("recall"), ".3f"),
+            _number(row.get("inception_score")),
+            marks,
+        ]
+        lines.append("| " + " | ".join(_cell(cell) for cell in cells) + " |")
+    if not rows:
+        lines.append("| (no results yet) |" + " |" * (len(MARKDOWN_COLUMNS) - 1))
+    if notes:
+        lines.append("")
+        lines += [f"[{number}] {_cell(text)}  " for text, number in notes.items()]
+    return "\n".join(lines) + "\n"

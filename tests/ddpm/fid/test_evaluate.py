@@ -18,6 +18,8 @@ from ddpm.cli import main
 from ddpm.errors import Cancelled, DatasetUnavailable, InvalidOption
 from ddpm.fid import FidUnavailable, evaluate_checkpoint, list_results
 from ddpm.fid.features import feature_statistics, inception_features
+from ddpm.fid.frechet import FrechetReference
+from ddpm.fid.options import METRICS, MetricOptions
 from ddpm.fid.reference import dataset_reference, load_npz, reference_path
 from ddpm.fid.results import results_dir
 from ddpm.sampling import sample_checkpoint
@@ -52,7 +54,12 @@ def _pytorch_fid_cli(*paths: Path) -> float:
 
 @pytest.mark.slow
 def test_sweep_end_to_end_equals_pytorch_fid_cli(
-    torch_home: Path, tiny_checkpoint: Path, data_dir: Path, reference_folder: str, tmp_path: Path
+    torch_home: Path,
+    inception: torch.nn.Module,
+    tiny_checkpoint: Path,
+    data_dir: Path,
+    reference_folder: str,
+    tmp_path: Path,
 ) -> None:
     phases: list[tuple[str, int, int]] = []
     result = evaluate_checkpoint(
@@ -70,6 +77,17 @@ def test_sweep_end_to_end_equals_pytorch_fid_cli(
     assert {p for p, *_ in phases} == {"reference", "sampling", "features"}
     assert ("features", max(SWEEP), max(SWEEP)) in phases and ("reference", 8, 8) in phases
     assert sum("rank-deficient" in w for w in result.warnings) == len(SWEEP)
+    # The other metrics, from the same features; FID-infinity (N >= 16) and the Inception Score (N >= 10)
+    # are skipped at these N with a note saying so.
+    for n in SWEEP:
+        row = result.scores[n]
+        assert row.fid == result.fid[n] and row.fid_interval is not None and row.fid_inf is None
+        assert row.kid is not None and row.kid.subset_size == n // 2 and row.precision_recall is not None
+        assert any(w.startswith(f"N={n}: fid_inf skipped") for w in row.warnings)
+        assert any(w.startswith(f"N={n}: inception_score skipped") for w in row.warnings)
+    assert result.unavailable == {}
+    assert result.reference_features == {"n": 8, "total": 8, "seed": None, "chosen": "all"}
+    assert result.metrics == list(METRICS) and result.metric_options == MetricOptions().to_params()
     assert REFERENCE in result.reference and "pytorch-fid-0.3.0" in result.reference
     assert {"weights", "reference", "sampling", "features", "frechet", "total"} <= set(result.timings)
     assert result.checkpoint["arch"] == "baseline" and result.checkpoint["step"] == 1
@@ -88,6 +106,12 @@ def test_sweep_end_to_end_equals_pytorch_fid_cli(
     assert (
         result.fid[max(SWEEP)] == cli
     )  # to the last digit, as docs/fid.md says: same features, same function
+
+    # The fast distance (bootstrap, FID-infinity) on real 2048-d features equals the headline.
+    mu, sigma, _ = load_npz(cached)
+    projected = FrechetReference(mu, sigma).project(inception_features(images, inception))
+    for n in SWEEP:
+        assert projected.distance(slice(0, n)) == pytest.approx(result.fid[n], rel=1e-6)
 
     # A second use reads the cache: nothing is recomputed (the Inception loader is never called).
     def no_model() -> torch.nn.Module:
@@ -114,6 +138,10 @@ def test_cli_stores_a_record_and_fid_of_a_set_with_itself_is_zero(
     assert main([*argv, "--reference", str(npz), "--batch-size", "4", "--device", "cpu", "--json"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["scores"][0]["n"] == 4 and abs(record["scores"][0]["fid"]) < 1e-3
+    # mu and sigma serve FID and its interval; KID and precision/recall need features a .npz lacks.
+    assert record["scores"][0]["fid_interval"]["replicates"] == 50
+    assert set(record["unavailable"]) == {"kid", "precision_recall"}
+    assert "user .npz" in record["unavailable"]["kid"] and record["reference_features"] is None
     assert record["reference"].startswith("file same.npz") and record["reference_path"] == str(npz)
     assert record["sampler"] == "ddim" and record["seed"] == 0 and record["run_id"] == "tiny-fid"
     assert [r["id"] for r in list_results(data_dir)] == [record["id"]]
@@ -193,6 +221,9 @@ def test_missing_reference_data_is_explained(
         (["--arch", "nosuch"], "nosuch"),
         (["--run", "nosuch"], "no run"),
         (["--checkpoint", "/nonexistent.safetensors"], "does not exist"),
+        (["--metrics", "kid,psnr"], "valid metrics are fid, fid_interval, fid_inf, kid"),
+        (["--n", "8", "--metrics", "fid_inf"], "fid_inf needs N >= 16"),
+        (["--bootstrap", "1"], "bootstrap must be an integer in [2, 10000]"),
     ],
 )
 def test_cli_errors_are_one_line_and_store_nothing(
@@ -203,4 +234,23 @@ def test_cli_errors_are_one_line_and_store_nothing(
     assert main(["fid", *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err
+    assert not results_dir(data_dir).exists()
+
+
+def test_named_metrics_that_cannot_run_fail_before_sampling(
+    torch_home: Path, tiny_checkpoint: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    npz = tmp_path / "stats.npz"
+    np.savez(npz, mu=np.zeros(2048), sigma=np.eye(2048))
+    arguments = {"checkpoint": tiny_checkpoint, "n_samples": [16], "seed": 0, "data_dir": data_dir}
+    with pytest.raises(InvalidOption, match="kid need the reference's features"):
+        evaluate_checkpoint(**arguments, reference_npz=npz, metrics=MetricOptions(metrics=("kid",)))
+    with pytest.raises(
+        FidUnavailable, match="inception_score: the Inception Score needs the classifier head"
+    ):
+        evaluate_checkpoint(
+            **arguments, reference_npz=npz, metrics=MetricOptions(metrics=("inception_score",))
+        )
+    with pytest.raises(InvalidOption, match="fid_inf needs N >= 16"):
+        evaluate_checkpoint(**{**arguments, "n_samples": [8]}, metrics=MetricOptions(metrics=("fid_inf",)))
     assert not results_dir(data_dir).exists()
