@@ -1,4 +1,5 @@
-"""Stored FID results as table rows (one per result and N), for GET /fid, its Markdown and the FID plot.
+"""Stored FID results as table rows (one per result and N, every metric with its N, data set and
+warnings), for GET /fid, its Markdown and the FID plot, with the report's Table 1 figure beside each.
 
 ddpm/fid/results.py is torch-free, so the API reads the results without loading the evaluator.
 """
@@ -12,50 +13,40 @@ from jobs.settings import Settings
 from models import list_archs
 from service.schemas import iso
 
+# The report's figures are FID at N = 4096 on CIFAR-10 after 100 epochs: beside a row of another data
+# set or another N they would be read as comparable when they are not.
+REPORT_DATASET, REPORT_N = "cifar10", 4096
+
 
 def result_rows(settings: Settings) -> list[dict[str, Any]]:
-    """One row per (stored result, N), newest result first, with the report's figure beside it."""
+    """One row per (stored result, N), newest result first, with the report's figure where comparable."""
     report = {a["name"]: a for a in list_archs()}
     rows = []
-    for record in results.list_results(settings.data_dir):
-        spec = report.get(record.get("arch"), {})
-        for n, value in _scores(record):
-            rows.append(
-                {
-                    "result_id": record.get("id"),
-                    **{key: record.get(key) for key in ROW_FIELDS},
-                    "n": n,
-                    "fid": value,
-                    "report_name": spec.get("report_name"),
-                    "report_fid": spec.get("report_fid"),
-                    "created": iso(record.get("created")),
-                }
-            )
+    for row in results.table_rows(results.list_results(settings.data_dir)):
+        spec = report.get(row.get("arch"), {})
+        comparable = row.get("dataset") == REPORT_DATASET
+        rows.append(
+            {
+                **row,
+                "created": iso(row.get("created")),
+                "report_name": spec.get("report_name"),
+                "report_fid": spec.get("report_fid") if comparable else None,
+            }
+        )
     return rows
 
 
-ROW_FIELDS = ("arch", "run_id", "step", "epoch", "weights", "sampler", "steps", "seed", "dataset", "warnings")
-
-
-def _scores(record: dict[str, Any]) -> list[tuple[int, float]]:
-    """(N, FID) pairs: the evaluator stores `scores` rows; a `fid` mapping is read as well."""
-    if isinstance(record.get("scores"), list):
-        return [(int(s["n"]), float(s["fid"])) for s in record["scores"]]
-    return sorted((int(n), float(v)) for n, v in (record.get("fid") or {}).items())
-
-
 def markdown(rows: list[dict[str, Any]]) -> str:
-    lines = [
-        "| arch | report name | run | step | epoch | sampler | steps | N | FID | report FID (N=4096, 100 epochs) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for row in rows:
-        epoch = row.get("epoch")
-        lines.append(
-            f"| {row['arch']} | {row['report_name']} | {row['run_id']} | {row['step']} "
-            f"| {'' if epoch is None else f'{epoch:.2f}'} | {row['sampler']} | {row['steps'] or ''} | {row['n']} "
-            f"| {row['fid']:.3f} | {'' if row['report_fid'] is None else row['report_fid']} |"
-        )
+    table = results.markdown_table(rows)
     if not rows:
-        lines.append("| (no results yet: POST /fid) | | | | | | | | | |")
-    return "\n".join(lines) + "\n"
+        table += "\n(no results yet: POST /fid queues an evaluation)\n"
+    report = [
+        f"| {row['arch']} | {row['report_name']} | {row['report_fid']} |"
+        for row in {r["arch"]: r for r in rows if r.get("report_fid") is not None}.values()
+    ]
+    if report:
+        table += (
+            f"\nThe report's Table 1 (CIFAR-10, 100 epochs, N={REPORT_N}, one run each):\n\n"
+            "| arch | report name | report FID |\n|---|---|---:|\n" + "\n".join(report) + "\n"
+        )
+    return table

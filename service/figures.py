@@ -43,19 +43,35 @@ def loss_png(runs: Sequence[RunDir], smooth: float, log_scale: bool, size: plots
 def fid_curves(rows: Iterable[dict[str, Any]], limit: int) -> tuple[list[plots.FidCurve], int]:
     """One curve per evaluated checkpoint and sampler setting (the newest score wins at each N): the
     `limit` most recently evaluated, in a stable order, and how many there were in all."""
-    by_key: dict[tuple[Any, ...], dict[int, float]] = {}
+    by_key: dict[tuple[Any, ...], dict[int, dict[str, Any]]] = {}
     for row in rows:  # newest first, so keys are met newest first
         key = (row["arch"], row["run_id"], row["step"], row["sampler"], row["steps"], row["dataset"])
-        by_key.setdefault(key, {}).setdefault(int(row["n"]), float(row["fid"]))
+        by_key.setdefault(key, {}).setdefault(int(row["n"]), row)
     newest = list(by_key)[:limit]
     datasets = {key[5] for key in newest}
     curves = []
     for key in sorted(newest, key=repr):
         arch, run_id, step, sampler, steps, dataset = key
-        how = f"ddim {steps}" if sampler == "ddim" else str(sampler)
+        how = str(sampler) if sampler == "ddpm" or not steps else f"{sampler} {steps}"
         label = f"{run_id} @ {step} ({how}{', ' + str(dataset) if len(datasets) > 1 else ''})"
+        by_n = sorted(by_key[key].items())
+        largest = by_n[-1][1]
         curves.append(
-            plots.FidCurve(arch=arch, dataset=dataset, label=label, points=sorted(by_key[key].items()))
+            plots.FidCurve(
+                arch=arch,
+                dataset=dataset,
+                label=label,
+                points=[(n, float(row["fid"])) for n, row in by_n],
+                intervals=[
+                    (n, row["fid_low"], row["fid_high"]) for n, row in by_n if row.get("fid_low") is not None
+                ],
+                kid=[(n, row["kid"], row["kid_std"]) for n, row in by_n if row.get("kid") is not None],
+                fid_inf=(
+                    (largest["fid_inf"], largest["fid_inf_slope"], *largest["fid_inf_n"])
+                    if largest.get("fid_inf") is not None and largest.get("fid_inf_n")
+                    else None
+                ),
+            )
         )
     return curves, len(by_key)
 

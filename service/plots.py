@@ -45,6 +45,10 @@ class FidCurve:
     dataset: str
     label: str
     points: Sequence[tuple[int, float]]  # (N, FID), N ascending
+    intervals: Sequence[tuple[int, float, float]] = ()  # (N, low, high): the bootstrap's 95% interval
+    kid: Sequence[tuple[int, float, float]] = ()  # (N, mean, std over subsets)
+    # FID-infinity of the largest N: the line FID(N) = value + slope / N fitted over N in [low, high]
+    fid_inf: tuple[float, float, int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -133,9 +137,12 @@ def fid_png(
     curves: Sequence[FidCurve], report: Sequence[ReportFigure], note: str | None, size: Size
 ) -> bytes:
     """FID against the number of samples N (the report's figure 9), one line per evaluated checkpoint,
-    with the report's Table 1 figures (N=4096) as hollow stars in the same arch's colour."""
+    with its bootstrap interval as error bars, its FID-infinity fit (FID = FID_inf + slope / N) dashed and
+    the intercept marked, and the report's Table 1 figures (N=4096) as hollow stars in the same arch's
+    colour. Beside it, when any evaluation has it, KID against N (mean and std over subsets)."""
     figure = _figure(size)
-    ax = figure.add_subplot()
+    with_kid = any(curve.kid for curve in curves)
+    ax, kid_ax = figure.subplots(1, 2, width_ratios=(3, 2)) if with_kid else (figure.add_subplot(), None)
     archs = list(dict.fromkeys([c.arch for c in curves] + [r.arch for r in report]))
     colour = {arch: f"C{i % 10}" for i, arch in enumerate(archs)}
     for curve in curves:
@@ -143,6 +150,40 @@ def fid_png(
         ax.plot(
             ns, fids, marker="o", markersize=4, linewidth=1.4, color=colour[curve.arch], label=curve.label
         )
+        if curve.intervals:
+            n_i, low, high = zip(*curve.intervals, strict=True)
+            middle = [(a + b) / 2 for a, b in zip(low, high, strict=True)]
+            half = [(b - a) / 2 for a, b in zip(low, high, strict=True)]
+            ax.errorbar(n_i, middle, yerr=half, fmt="none", ecolor=colour[curve.arch], capsize=3, linewidth=1)
+        if curve.fid_inf is not None:
+            value, slope, n_low, n_high = curve.fid_inf
+            grid = [n_low * (n_high / n_low) ** (i / 40) for i in range(41)] if n_high > n_low else [n_low]
+            ax.plot(
+                grid, [value + slope / n for n in grid], linestyle="--", linewidth=1, color=colour[curve.arch]
+            )
+            ax.annotate(
+                f"FID-inf {value:.1f}",
+                (n_high, value),
+                fontsize=7,
+                color=colour[curve.arch],
+                xytext=(-6, -9),
+                textcoords="offset points",
+                ha="right",
+                va="center",
+            )
+            ax.plot([n_high], [value], marker="_", markersize=14, color=colour[curve.arch])
+        if kid_ax is not None and curve.kid:
+            n_k, means, stds = zip(*curve.kid, strict=True)
+            kid_ax.errorbar(
+                n_k,
+                [m * 1e3 for m in means],
+                yerr=[s * 1e3 for s in stds],
+                marker="o",
+                markersize=4,
+                capsize=3,
+                linewidth=1.2,
+                color=colour[curve.arch],
+            )
     for figure_row in report:
         ax.plot(
             [figure_row.n],
@@ -166,4 +207,15 @@ def fid_png(
     ax.grid(True, alpha=0.3)
     ax.set_title("FID against the number of samples" + (f"\n{note}" if note else ""), fontsize=10)
     ax.legend(fontsize=7, loc="upper right", ncols=1 if len(curves) + len(report) <= 8 else 2)
+    if kid_ax is not None:
+        kid_ns = sorted({n for c in curves for n, _, _ in c.kid})
+        if kid_ns and kid_ns[-1] / max(kid_ns[0], 1) >= 8:
+            kid_ax.set_xscale("log", base=2)
+        kid_ax.set_xticks(kid_ns, [str(n) for n in kid_ns], fontsize=8, rotation=45 if len(kid_ns) > 6 else 0)
+        kid_ax.minorticks_off()
+        kid_ax.axhline(0, color="0.5", linewidth=0.8)
+        kid_ax.set_xlabel("N (number of samples)")
+        kid_ax.set_ylabel("KID x 10^3 (mean, std over subsets)")
+        kid_ax.grid(True, alpha=0.3)
+        kid_ax.set_title("KID: unbiased at any N", fontsize=10)
     return _png(figure)

@@ -24,6 +24,7 @@ from pydantic import (
 
 from ddpm import limits
 from ddpm.errors import InvalidOption
+from ddpm.fid import options as fid_options
 from ddpm.sampler_spec import SamplerSpec
 from jobs.settings import MAX_WAIT_S
 from models import ConfigError, ModelConfig, UnknownArchError, arch_config, resolve_arch
@@ -268,6 +269,35 @@ class FidRequest(SamplerFields):
     seed: Seed = 0
     dataset: Literal["cifar10", "digits"] = Field("cifar10", description="reference statistics")
     batch_size: int = Field(128, ge=1, le=limits.MAX_BATCH)
+    # Metrics beside the headline FID, all from the one Inception feature pass (docs/fid.md).
+    metrics: list[Literal[fid_options.METRICS]] | None = Field(
+        None,
+        min_length=1,
+        max_length=len(fid_options.METRICS),
+        description="default: every metric, each at the N where it can be computed (and a note where not); "
+        "naming metrics asks for exactly those, and an N below one's minimum is refused",
+    )
+    kid_subsets: int = Field(fid_options.DEFAULT_KID_SUBSETS, ge=1, le=fid_options.MAX_KID_SUBSETS)
+    kid_subset_size: int | None = Field(
+        None, ge=2, le=limits.MAX_SAMPLES, description="default min(1000, N/2, reference/2)"
+    )
+    bootstrap: int = Field(
+        fid_options.DEFAULT_BOOTSTRAP,
+        ge=2,
+        le=fid_options.MAX_BOOTSTRAP,
+        description="FID interval replicates",
+    )
+    fid_inf_points: int = Field(
+        fid_options.DEFAULT_FID_INF_POINTS,
+        ge=2,
+        le=fid_options.MAX_FID_INF_POINTS,
+        description="FID-infinity's N",
+    )
+    metrics_seed: int = Field(0, ge=0, le=fid_options.MAX_METRIC_SEED, description="subsets and resamples")
+
+    def metric_params(self) -> dict[str, Any]:
+        """MetricOptions.to_params() of this request (the job's parameters carry them)."""
+        return fid_options.MetricOptions.from_params(self.model_dump()).to_params()
 
     @field_validator("n_samples")
     @classmethod
@@ -281,6 +311,10 @@ class FidRequest(SamplerFields):
     def _consistent(self) -> FidRequest:
         if self.arch is None and self.run is None:
             raise ValueError('give arch (its newest checkpoint is scored) or run, e.g. {"arch": "biggan"}')
+        try:
+            fid_options.check_metric_request(self.n_samples, self.model_dump())
+        except InvalidOption as err:
+            raise ValueError(str(err)) from err
         return self
 
 

@@ -172,7 +172,8 @@ FID_PHASES = {"reference": (0.0, 0.1), "sampling": (0.1, 0.85), "features": (0.8
 
 
 def run_fid(job: dict[str, Any], report: JobReporter) -> Outcome:
-    from ddpm.fid import evaluate_checkpoint  # issue 4's evaluator
+    from ddpm.fid import evaluate_checkpoint
+    from ddpm.fid.options import MetricOptions
     from ddpm.fid.results import save_result
 
     params = job["params"]
@@ -213,12 +214,12 @@ def run_fid(job: dict[str, Any], report: JobReporter) -> Outcome:
         device=settings.device,
         batch_size=params["batch_size"],
         progress=progress,
+        metrics=MetricOptions.from_params(params),
     )
     fid = {str(n): float(value) for n, value in sorted(outcome.fid.items())}
-    # The evaluator's own record (per-N scores, reference file) plus what the service knows of the job.
-    base = outcome.to_record() if hasattr(outcome, "to_record") else {}
+    # The evaluator's own record (every metric per N, reference file) plus what the service knows of the job.
     record = {
-        **base,
+        **outcome.to_record(),
         "arch": ref.arch,
         "run_id": ref.run_id,
         "step": ref.step,
@@ -226,13 +227,8 @@ def run_fid(job: dict[str, Any], report: JobReporter) -> Outcome:
         "weights": ref.weights,
         "n_samples": params["n_samples"],
         **sampler.to_params(),
-        "sampler_nfe": sampler.nfe,
         "seed": params["seed"],
         "dataset": params["dataset"],
-        "fid": fid,
-        "warnings": list(outcome.warnings),
-        "reference": outcome.reference,
-        "timings": dict(outcome.timings),
         "created": time.time(),
         "job_id": job["id"],
     }
@@ -246,6 +242,7 @@ def run_fid(job: dict[str, Any], report: JobReporter) -> Outcome:
             "result_id": result_id,
             "fid": fid,
             "warnings": record["warnings"],
-            "links": {"table": "/fid"},
+            "unavailable": record["unavailable"],
+            "links": {"table": "/fid", "result": f"/fid/results/{result_id}"},
         },
     }

@@ -8,6 +8,7 @@ metric per N under `scores`; format 1 records (only n and fid per row) load unch
 from __future__ import annotations
 
 import json
+import logging
 import re
 import secrets
 import time
@@ -19,6 +20,8 @@ from typing import Any
 from ddpm.fid.score_types import Scores
 from ddpm.settings import fid_dir
 from ddpm.storage import atomic_write_json
+
+log = logging.getLogger("ddpm")
 
 RECORD_FORMAT = "ddpm-arch-bench/fid-result/2"
 
@@ -119,6 +122,20 @@ def save_result(data_dir: Path, record: dict[str, Any]) -> str:
     return result_id
 
 
+RESULT_ID_PATTERN = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{8}$")  # new_result_id's shape
+
+
+def read_result(data_dir: Path, result_id: str) -> dict[str, Any] | None:
+    """One stored record by id; None when there is none (or the id is not one new_result_id makes)."""
+    if not RESULT_ID_PATTERN.match(result_id):
+        return None
+    try:
+        record = json.loads((results_dir(Path(data_dir)) / f"{result_id}.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
 def list_results(data_dir: Path) -> list[dict[str, Any]]:
     """Every stored record, newest first; unreadable files are skipped (temp files are hidden names)."""
     folder = results_dir(Path(data_dir))
@@ -160,7 +177,17 @@ def table_rows(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     for record in records:
         unavailable = dict(record.get("unavailable") or {})
         features = record.get("reference_features") or {}
-        for score in record_scores(record):
+        try:
+            scores = record_scores(record)
+        except (KeyError, TypeError, ValueError) as err:  # written by hand, or by a newer version
+            log.warning(
+                "FID result %s does not read (%s: %s); left out of the table",
+                record.get("id"),
+                type(err).__name__,
+                err,
+            )
+            continue
+        for score in scores:
             interval, infinity, kid = score.fid_interval, score.fid_inf, score.kid
             pr, inception = score.precision_recall, score.inception_score
             rows.append(
@@ -176,6 +203,8 @@ def table_rows(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
                     "fid_se": interval.se if interval else None,
                     "fid_inf": infinity.value if infinity else None,
                     "fid_inf_se": infinity.se if infinity else None,
+                    "fid_inf_slope": infinity.slope if infinity else None,
+                    "fid_inf_n": [infinity.points[0][0], infinity.points[-1][0]] if infinity else None,
                     "kid": kid.mean if kid else None,
                     "kid_std": kid.std if kid else None,
                     "precision": pr.precision if pr else None,

@@ -6,10 +6,12 @@ import anyio
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import PlainTextResponse
 
+from ddpm.fid import results
 from jobs.records import FID
 from models import list_archs
 from service.checkpoints import resolve_checkpoint
 from service.deps import QueueDep, SettingsDep, StoreDep
+from service.errors import NotFound
 from service.fid_rows import markdown, result_rows
 from service.schemas import Accepted, FidRequest, job_links
 from service.submit import submit
@@ -28,6 +30,7 @@ def create_fid(
         **body.model_dump(include={"n_samples", "seed", "dataset", "batch_size"}),
         # The sampler with every default filled in, so the results table says what was run.
         **body.sampler_spec().to_params(),
+        **body.metric_params(),
     }
     job_id, _ = submit(store, queue, FID, params, run_id=ref.run_id)
     response.headers["Location"] = f"/jobs/{job_id}"
@@ -57,3 +60,15 @@ async def fid_table(
     if format == "markdown":
         return PlainTextResponse(markdown(rows), media_type="text/markdown")
     return {"rows": rows, "report": report}
+
+
+@router.get(
+    "/fid/results/{result_id}",
+    summary="one stored evaluation: every metric per N, FID-infinity's points and fit, timings, warnings",
+    responses={404: {"description": "no such result"}},
+)
+async def fid_result(result_id: str, settings: SettingsDep) -> dict[str, Any]:
+    record = await anyio.to_thread.run_sync(results.read_result, settings.data_dir, result_id)
+    if record is None:
+        raise NotFound(f"no FID result {result_id!r}; GET /fid lists them")
+    return record

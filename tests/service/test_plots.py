@@ -185,3 +185,27 @@ def test_smoothing_is_debiased_and_skips_non_finite_losses() -> None:
     smoothed = plots.smooth_ema([2.0, 2.0, math.nan, 2.0], 0.9)
     assert smoothed == pytest.approx([2.0, 2.0, 2.0, 2.0])  # debiased: no pull towards zero at the start
     assert plots.smooth_ema([0.0, 1.0], 0.5)[1] == pytest.approx(0.5 / 0.75)
+
+
+def test_fid_curves_carry_intervals_kid_and_the_fid_infinity_fit() -> None:
+    base = {
+        "arch": "biggan",
+        "run_id": "b",
+        "step": 10,
+        "sampler": "dpmpp_2m",
+        "steps": 20,
+        "dataset": "digits",
+    }
+    rows = [
+        {**base, "n": 1024, "fid": 177.4, "fid_low": 175.0, "fid_high": 179.8, "kid": 0.242, "kid_std": 0.003,
+         "fid_inf": 175.8, "fid_inf_slope": 1600.0, "fid_inf_n": [102, 1024]},
+        {**base, "n": 256, "fid": 189.2, "fid_low": 185.0, "fid_high": 193.4, "kid": 0.244, "kid_std": 0.007,
+         "fid_inf": None, "fid_inf_slope": None, "fid_inf_n": None},
+    ]  # fmt: skip
+    (curve,), _ = fid_curves(rows, limit=20)
+    assert curve.label == "b @ 10 (dpmpp_2m 20)"
+    assert list(curve.intervals) == [(256, 185.0, 193.4), (1024, 175.0, 179.8)]
+    assert list(curve.kid) == [(256, 0.244, 0.007), (1024, 0.242, 0.003)]
+    assert curve.fid_inf == (175.8, 1600.0, 102, 1024)  # the largest N's fit
+    png = plots.fid_png([curve], [], None, plots.Size(900, 400))
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000

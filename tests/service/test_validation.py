@@ -195,7 +195,9 @@ def test_fid_table_lists_the_report_figures(idle_client: TestClient) -> None:
     assert report["biggan"] == pytest.approx(53.096) and report["pure_unet"] is None
     assert isinstance(table["rows"], list)
     markdown = idle_client.get("/fid", params={"format": "markdown"})
-    assert markdown.status_code == 200 and markdown.text.startswith("| arch | report name |")
+    assert markdown.status_code == 200 and markdown.text.startswith(
+        "| arch | run | step | sampler | data set | N |"
+    )
 
 
 def test_jobs_listing_filters(idle_client: TestClient) -> None:

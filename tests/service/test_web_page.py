@@ -364,3 +364,56 @@ def test_api_key_entered_on_the_page_reaches_every_request_and_the_event_stream(
         assert 200 in streams, streams
         browser.execute_script("localStorage.clear()")
         assert_clean_console(browser, expected_statuses=(401,))
+
+
+def test_the_fid_tab_shows_every_metric_and_its_warnings(
+    browser: Any, base_url: str, settings: Settings
+) -> None:
+    from ddpm.fid.results import save_result
+
+    interval = {
+        "low": 185.0,
+        "high": 193.3,
+        "se": 2.1,
+        "level": 0.95,
+        "replicates": 50,
+        "bootstrap_mean": 189.9,
+    }
+    save_result(
+        settings.data_dir,
+        {
+            "arch": "biggan",
+            "run_id": "web-fid-metrics",
+            "step": 3,
+            "sampler": "dpmpp_2m",
+            "steps": 20,
+            "dataset": "digits",
+            "warnings": ["N=256 < 2048: the sample covariance is rank-deficient (a test note)"],
+            "unavailable": {"inception_score": "needs pytorch-fid's original weights (a test note)"},
+            "scores": [
+                {
+                    "n": 256,
+                    "fid": 189.15,
+                    "fid_interval": interval,
+                    "fid_inf": {
+                        "value": 175.8,
+                        "se": 1.2,
+                        "slope": 3400.0,
+                        "points": [[26, 300.0], [256, 189.15]],
+                    },
+                    "kid": {"mean": 0.2444, "std": 0.0072, "subsets": 100, "subset_size": 128},
+                    "precision_recall": {"precision": 0.12, "recall": 0.34, "k": 3},
+                }
+            ],
+        },
+    )
+    open_page(browser, base_url, "fid")
+    wait_until(lambda: "web-fid-metrics" in by_css(browser, "#view-fid").text, 20, "the stored result's row")
+    text = by_css(browser, "#view-fid").text
+    for shown in ("189.15 (185.00–193.30)", "175.80 ± 1.20", "244.40 ± 7.20", "0.12 / 0.34"):
+        assert shown in text, shown
+    # The warnings are on the page, not in a tooltip.
+    assert "rank-deficient (a test note)" in text and "no inception_score: needs" in text
+    wait_until(lambda: ready_image(browser, "#view-fid img.api-image"), 30, "the FID plot with KID beside it")
+    screenshot(browser, "fid-metrics")
+    assert_clean_console(browser)
