@@ -17,6 +17,8 @@ def environment_name(field_name: str) -> str:
 def test_every_setting_is_documented_in_the_api_settings_table():
     table = API_DOC.read_text()
     missing = [
-        environment_name(name) for name in Settings.model_fields if f"| `{environment_name(name)}` |" not in table
+        environment_name(name)
+        for name in Settings.model_fields
+        if f"| `{environment_name(name)}` |" not in table
     ]
     assert missing == [], f"docs/api.md's settings table lacks {missing}"
