@@ -9,6 +9,7 @@ import pytest
 
 import models
 from ddpm.bench.measure import forward_flops, train_flops
+from ddpm.bench.report import INCEPTION_GFLOP_PER_IMAGE
 from ddpm.cli import main
 from tests.conftest import TINY_WIDTH
 
@@ -75,5 +76,7 @@ def test_bench_estimates_a_4096_sample_fid_per_sampler(tmp_path: Path, capsys: p
         assert cost["total_h"] == pytest.approx(cost["sampling_h"] + 4096 / 4 / 3600)
         gpu = 4096 * cost["nfe"] * row["gflop_per_image"] / (cost["gpu_tflops_assumed"] * 1e3) / 3600
         assert cost["gpu_sampling_h"] == pytest.approx(gpu)
+        inception = 4096 * INCEPTION_GFLOP_PER_IMAGE / (cost["gpu_tflops_assumed"] * 1e3) / 3600
+        assert cost["gpu_total_h"] == pytest.approx(gpu + inception)
     assert main([*argv, "--fid-samplers", "ddim:0"]) == 2
     assert "steps must be an integer in [1, 1000] for ddim" in capsys.readouterr().err
