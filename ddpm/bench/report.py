@@ -139,6 +139,7 @@ def fid_cost_estimates(
                 {
                     "arch": arch,
                     "sampler": spec.describe(),
+                    "label": f"{spec.sampler} {spec.steps} ({spec.nfe} calls)",
                     "nfe": spec.nfe,
                     "samples": samples,
                     "measured_batch": row.batch,
@@ -174,4 +175,24 @@ def format_fid_costs(estimates: Sequence[dict[str, Any]], device: str) -> str:
             f"| {e['arch']} | {e['sampler']} | {e['nfe']} | {e['sampling_h']:.2f} |{total} "
             f"{e['gpu_sampling_h'] * 60:.2f} | {e['gpu_total_h'] * 60:.2f} |"
         )
+    return "\n".join(lines)
+
+
+def format_fid_cost_matrix(estimates: Sequence[dict[str, Any]], device: str) -> str:
+    """The same estimates, one row per arch and one column per sampler: '<device> h / GPU min', with
+    Inception features in both when their rate was given (the GPU's always)."""
+    samplers = list(dict.fromkeys(e["label"] for e in estimates))
+    with_features = bool(estimates) and estimates[0]["features_h"] is not None
+    cpu_key = "total_h" if with_features else "sampling_h"
+    lines = [
+        f"4096-sample FID per sampler: {device} hours"
+        + (" with features" if with_features else " (sampling only)")
+        + " / GPU minutes with features (estimate)",
+        "| arch | " + " | ".join(samplers) + " |",
+        "|---|" + "---:|" * len(samplers),
+    ]
+    for arch in dict.fromkeys(e["arch"] for e in estimates):
+        mine = {e["label"]: e for e in estimates if e["arch"] == arch}
+        cells = [f"{mine[s][cpu_key]:.2f} h / {mine[s]['gpu_total_h'] * 60:.2f} min" for s in samplers]
+        lines.append(f"| {arch} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
