@@ -5,6 +5,7 @@
 # data set (digits: all 1,797), with each evaluation's sampling, feature and total time.
 #   DATA_DIR=/work/artifacts/samplers RUN=samplers-digits scripts/sampler_study.sh
 #   DATA_DIR=... CHECKPOINT=.../step-00004000.safetensors N=64 SAMPLERS=ddim:10,heun:3 scripts/sampler_study.sh
+# DATASET=folder:<name> scores against another reference than the checkpoint's own data set.
 # RUN picks its newest kept checkpoint ONCE, at the start; the table names it. Rerunnable: a sampler
 # already stored for this checkpoint, N, seed and metric options is skipped (ddpm.fid.sampler_study).
 # Shared, oversubscribed CPU: everything runs under `nice -n $NICE` with one BLAS/OpenMP thread per
@@ -41,11 +42,13 @@ echo "start $(date -u +%FT%TZ), load: $(cut -d' ' -f1-3 /proc/loadavg), checkpoi
 
 start=$(date +%s)  # the Inception weights (built offline if needed) and the reference, cached afterwards
 run "$DDPM" fid-weights --no-download >/dev/null 2>>"$LOG"
-dataset=$("$PYTHON" -c 'import sys; from ddpm.checkpoints import read_meta; c = read_meta(sys.argv[1])["train_config"]; print(c["dataset"], c.get("image_size", 32))' "$CHECKPOINT")
-run "$DDPM" fid-reference --dataset "${dataset% *}" --image-size "${dataset#* }" >/dev/null 2>>"$LOG"
-echo "weights + ${dataset% *} reference ready in $(($(date +%s) - start)) s" | tee -a "$LOG"
+read -r own size < <("$PYTHON" -c 'import sys; from pathlib import Path; from ddpm.checkpoints import read_meta
+c = read_meta(Path(sys.argv[1]))["train_config"]; print(c["dataset"], c.get("image_size", 32))' "$CHECKPOINT")
+DATASET=${DATASET:-$own}  # the reference: the checkpoint's own data set unless DATASET names another
+run "$DDPM" fid-reference --dataset "$DATASET" --image-size "$size" >/dev/null 2>>"$LOG"
+echo "weights + $DATASET reference ready in $(($(date +%s) - start)) s" | tee -a "$LOG"
 
-args=(--checkpoint "$CHECKPOINT" --n "$N" --seed "$SEED" --bootstrap "$BOOTSTRAP")
+args=(--checkpoint "$CHECKPOINT" --n "$N" --seed "$SEED" --bootstrap "$BOOTSTRAP" --dataset "$DATASET")
 [ -z "$SAMPLERS" ] || args+=(--samplers "$SAMPLERS")
 pids=()
 for part in $(seq 1 "$JOBS"); do
