@@ -66,9 +66,9 @@ def test_bench_estimates_a_4096_sample_fid_per_sampler(tmp_path: Path, capsys: p
     argv += ["--modes", "sample", "--batches", "8", "--pairs", "1", "--fast-only", "--json", str(out)]
     code = main([*argv, "--fid-samplers", "ddpm,ddim:50,dpmpp_2m:20,heun:18", "--features-per-s", "4"])
     assert code == 0
-    out = capsys.readouterr().out
-    assert "4096-sample FID" in out
-    matrix = out[out.index("4096-sample FID per sampler") :].splitlines()
+    printed = capsys.readouterr().out
+    assert "4096-sample FID" in printed
+    matrix = printed[printed.index("4096-sample FID per sampler") :].splitlines()
     header = (
         "| arch | ddpm 1000 (1000 calls) | ddim 50 (50 calls) | dpmpp_2m 20 (20 calls) | heun 18 (35 calls) |"
     )
