@@ -181,6 +181,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         )
         print()
         print(report.format_fid_costs(fid_costs, str(device)))
+        print()
+        print(report.format_fid_cost_matrix(fid_costs, str(device)))
     ratio = (
         sampler_ratio(device, fast["sample"], args.ratio_width, args.ratio_batch)
         if args.sampler_ratio

@@ -106,6 +106,10 @@ def format_estimates(rows: Sequence[Row]) -> str:
 # sustained rate: an H200 peaks at ~989 dense bf16 / ~494 TF32 TFLOP/s; small UNets at batch 128 reach
 # a fraction of that. Replace it with the rate scripts/gpu_bench.sh measures once it has run.
 GPU_ASSUMED_TFLOPS = 150.0
+# FLOPs of one image through pytorch-fid's InceptionV3 (resize to 299 included, up to pool3), counted by
+# torch.utils.flop_counter.FlopCounterMode on the converted weights (2 FLOPs per multiply-add; torchvision
+# lists Inception v3 at 5.71 G multiply-adds). The GPU column's features are this work at the assumed rate.
+INCEPTION_GFLOP_PER_IMAGE = 11.42
 
 
 def fid_cost_estimates(
@@ -117,7 +121,8 @@ def fid_cost_estimates(
 ) -> list[dict[str, Any]]:
     """Hours of a `samples`-image FID per arch and sampler: sampling at the arch's fastest measured
     sampling rate (network calls only: noise draws and updates are ~0.1% of a step), plus Inception
-    features at `features_per_s` when given; and the GPU's sampling hours at `gpu_tflops` (an estimate)."""
+    features at `features_per_s` when given; and the GPU's hours at `gpu_tflops` (an estimate): the
+    counted FLOPs of the network calls, and of Inception's features."""
     best: dict[str, Row] = {}
     for row in rows:
         if row.mode == "sample" and (row.arch not in best or row.throughput > best[row.arch].throughput):
@@ -128,17 +133,22 @@ def fid_cost_estimates(
             image_steps = samples * spec.nfe
             sampling_h = image_steps / row.throughput / 3600
             features_h = None if features_per_s is None else samples / features_per_s / 3600
+            gpu_sampling_h = image_steps * row.gflop_per_image / (gpu_tflops * 1e3) / 3600
+            gpu_features_h = samples * INCEPTION_GFLOP_PER_IMAGE / (gpu_tflops * 1e3) / 3600
             estimates.append(
                 {
                     "arch": arch,
                     "sampler": spec.describe(),
+                    "label": f"{spec.sampler} {spec.steps} ({spec.nfe} calls)",
                     "nfe": spec.nfe,
                     "samples": samples,
                     "measured_batch": row.batch,
                     "sampling_h": sampling_h,
                     "features_h": features_h,
                     "total_h": sampling_h + (features_h or 0.0),
-                    "gpu_sampling_h": image_steps * row.gflop_per_image / (gpu_tflops * 1e3) / 3600,
+                    "gpu_sampling_h": gpu_sampling_h,
+                    "gpu_features_h": gpu_features_h,
+                    "gpu_total_h": gpu_sampling_h + gpu_features_h,
                     "gpu_tflops_assumed": gpu_tflops,
                 }
             )
@@ -153,16 +163,36 @@ def format_fid_costs(estimates: Sequence[dict[str, Any]], device: str) -> str:
     lines = [
         f"4096-sample FID, hours on {device} at each arch's best measured sampling rate"
         + (" (+ Inception features)" if features else " (sampling only)")
-        + f"; GPU: estimate at an assumed {first['gpu_tflops_assumed']:g} TFLOP/s, sampling only",
+        + f"; GPU: counted FLOPs at an assumed {first['gpu_tflops_assumed']:g} TFLOP/s (an estimate)",
         f"| arch | sampler | network calls | {device} sampling (h) | "
         + ("with features (h) | " if features else "")
-        + "GPU estimate (min) |",
-        "|---|---|---:|---:|" + ("---:|" if features else "") + "---:|",
+        + "GPU sampling (min) | GPU with features (min) |",
+        "|---|---|---:|---:|" + ("---:|" if features else "") + "---:|---:|",
     ]
     for e in estimates:
         total = f" {e['total_h']:.2f} |" if features else ""
         lines.append(
             f"| {e['arch']} | {e['sampler']} | {e['nfe']} | {e['sampling_h']:.2f} |{total} "
-            f"{e['gpu_sampling_h'] * 60:.2f} |"
+            f"{e['gpu_sampling_h'] * 60:.2f} | {e['gpu_total_h'] * 60:.2f} |"
         )
+    return "\n".join(lines)
+
+
+def format_fid_cost_matrix(estimates: Sequence[dict[str, Any]], device: str) -> str:
+    """The same estimates, one row per arch and one column per sampler: '<device> h / GPU min', with
+    Inception features in both when their rate was given (the GPU's always)."""
+    samplers = list(dict.fromkeys(e["label"] for e in estimates))
+    with_features = bool(estimates) and estimates[0]["features_h"] is not None
+    cpu_key = "total_h" if with_features else "sampling_h"
+    lines = [
+        f"4096-sample FID per sampler: {device} hours"
+        + (" with features" if with_features else " (sampling only)")
+        + " / GPU minutes with features (estimate)",
+        "| arch | " + " | ".join(samplers) + " |",
+        "|---|" + "---:|" * len(samplers),
+    ]
+    for arch in dict.fromkeys(e["arch"] for e in estimates):
+        mine = {e["label"]: e for e in estimates if e["arch"] == arch}
+        cells = [f"{mine[s][cpu_key]:.2f} h / {mine[s]['gpu_total_h'] * 60:.2f} min" for s in samplers]
+        lines.append(f"| {arch} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -9,6 +9,7 @@ import pytest
 
 import models
 from ddpm.bench.measure import forward_flops, train_flops
+from ddpm.bench.report import INCEPTION_GFLOP_PER_IMAGE
 from ddpm.cli import main
 from tests.conftest import TINY_WIDTH
 
@@ -65,7 +66,14 @@ def test_bench_estimates_a_4096_sample_fid_per_sampler(tmp_path: Path, capsys: p
     argv += ["--modes", "sample", "--batches", "8", "--pairs", "1", "--fast-only", "--json", str(out)]
     code = main([*argv, "--fid-samplers", "ddpm,ddim:50,dpmpp_2m:20,heun:18", "--features-per-s", "4"])
     assert code == 0
-    assert "4096-sample FID" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "4096-sample FID" in printed
+    matrix = printed[printed.index("4096-sample FID per sampler") :].splitlines()
+    header = (
+        "| arch | ddpm 1000 (1000 calls) | ddim 50 (50 calls) | dpmpp_2m 20 (20 calls) | heun 18 (35 calls) |"
+    )
+    assert matrix[1] == header
+    assert matrix[3].startswith("| pure_unet | ") and matrix[3].count(" h / ") == 4
     payload = json.loads(out.read_text())
     (row,) = payload["rows"]
     costs = payload["fid_costs"]
@@ -75,5 +83,7 @@ def test_bench_estimates_a_4096_sample_fid_per_sampler(tmp_path: Path, capsys: p
         assert cost["total_h"] == pytest.approx(cost["sampling_h"] + 4096 / 4 / 3600)
         gpu = 4096 * cost["nfe"] * row["gflop_per_image"] / (cost["gpu_tflops_assumed"] * 1e3) / 3600
         assert cost["gpu_sampling_h"] == pytest.approx(gpu)
+        inception = 4096 * INCEPTION_GFLOP_PER_IMAGE / (cost["gpu_tflops_assumed"] * 1e3) / 3600
+        assert cost["gpu_total_h"] == pytest.approx(gpu + inception)
     assert main([*argv, "--fid-samplers", "ddim:0"]) == 2
     assert "steps must be an integer in [1, 1000] for ddim" in capsys.readouterr().err
