@@ -74,4 +74,3 @@ def resolve_checkpoint(
     elif step not in kept:
         raise NotFound(f"run {run_id!r} has no checkpoint at step {step}; kept steps: {sorted(kept)}")
     return CheckpointRef.of_run(run, step)
-
