@@ -54,7 +54,7 @@ def detail(steps: StudySteps, study: Study, data_dir: Path) -> dict[str, Any]:
     members = steps.members(study)
     results = member_results(members, data_dir)
     spec = StudySpec.from_dict(study.spec)
-    table = build_report(spec, results, code_version()).table()
+    table = build_report(spec, results, study.plan.get("code_version", "unknown")).table()
     return {
         **summary(steps, study),
         "spec": study.spec,
@@ -123,13 +123,3 @@ def _grid_png(view: StageView, data_dir: Path) -> Path | None:
 def _fid_record(view: StageView, data_dir: Path) -> dict[str, Any] | None:
     result_id = (view.result or {}).get("result_id") if view.state == SUCCEEDED else None
     return read_result(data_dir, result_id) if result_id else None
-
-
-def code_version() -> str:
-    """The package's version (the report's recipe names it, so a rerun knows what code ran)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("ddpm-arch-bench")
-    except PackageNotFoundError:
-        return "unknown"

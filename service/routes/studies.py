@@ -4,6 +4,7 @@ the engine's (ddpm/study/report.py) over what those jobs left."""
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Response
@@ -15,7 +16,7 @@ from jobs.study_steps import StudySteps
 from service.deps import QueueDep, SettingsDep, StoreDep
 from service.errors import Conflict, NotFound, low_space
 from service.study_plan import plan_study, read_spec
-from service.study_view import code_version, detail, member_results, summary
+from service.study_view import detail, member_results, summary
 
 router = APIRouter(tags=["studies"])
 
@@ -54,6 +55,7 @@ def create_study(
         raise refused
     spec = read_spec(body)
     plan = plan_study(spec, settings)
+    plan["code_version"] = _code_version()  # the code that runs it, named in its report's recipe
     steps = _steps(settings, store, queue)
     study = steps.studies.create(spec.name, queue.settings.queue, spec.to_dict(), plan)
     study = steps.advance(study.id) or study  # queues every member's training
@@ -144,7 +146,7 @@ def study_report(
     steps = _steps(settings, store, queue)
     study = _find(steps, study_id)
     results = member_results(steps.members(study), settings.data_dir)
-    report = build_report(StudySpec.from_dict(study.spec), results, code_version())
+    report = build_report(StudySpec.from_dict(study.spec), results, study.plan.get("code_version", "unknown"))
     stem = f"study-{study.id[:8]}"
     if format == "zip":
         return Response(
@@ -159,6 +161,13 @@ def study_report(
             headers={"Content-Disposition": f'attachment; filename="{stem}.csv"'},
         )
     return HTMLResponse(report.html())
+
+
+@functools.cache
+def _code_version() -> str:
+    from ddpm.study.report import code_version
+
+    return code_version()
 
 
 def _find(steps: StudySteps, study_id: str) -> Study:

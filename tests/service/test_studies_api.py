@@ -40,10 +40,14 @@ def _jobs_of(client: TestClient, study_id: str) -> list[dict[str, Any]]:
     [
         ({**TWO, "variants": ["pure_unet", "no_such_net"]}, ["body", "variants[1]"], "no_such_net"),
         ({**TWO, "train": {"image_size": 20}}, ["body", "train", "image_size"], "20 does not fit"),
-        ({**TWO, "train": {"width": 0.001}}, ["body", "train", "width"], "width"),
+        ({**TWO, "train": {"width": 1000}}, ["body", "train", "width"], "1000"),
         ({**TWO, "evaluation": {"fid_n": [1]}}, ["body", "evaluation", "fid_n[0]"], "[2, "),
         ({"preset": "report-table2"}, ["body", "preset"], "report-table1, digits-smoke"),
-        ({**TWO, "evaluation": {"fid_n": [4], "fid_dataset": "mnist"}}, ["body", "evaluation", "fid_dataset"], "mnist"),
+        (
+            {**TWO, "evaluation": {"fid_n": [4], "fid_dataset": "mnist"}},
+            ["body", "evaluation", "fid_dataset"],
+            "mnist",
+        ),
         ({**TWO, "attach": {"pure_unet@0": "no-such-run"}}, ["body", "attach", "pure_unet@0"], "no-such-run"),
     ],
 )
@@ -86,7 +90,9 @@ def test_a_study_queues_one_ordinary_training_job_per_member(
         # POST /train's params for the same recipe, plus the study's id.
         config = {**TWO["train"], "dataset": "digits", "image_size": 16, "width": 0.125, "lr": 1e-3}
         assert {k: job["params"]["config"][k] for k in config} == config
-        assert job["params"]["config"]["arch"] == member["variant"] and job["params"]["study_id"] == study["id"]
+        assert (
+            job["params"]["config"]["arch"] == member["variant"] and job["params"]["study_id"] == study["id"]
+        )
         assert idle_client.get(f"/runs/{member['run_id']}").json()["status"] == "queued"
     assert [row["variant"] for row in study["table"]] == ["pure_unet", "convnext"]
     listed = {s["id"]: s for s in idle_client.get("/studies").json()["studies"]}
@@ -94,7 +100,9 @@ def test_a_study_queues_one_ordinary_training_job_per_member(
 
     # Many callers advancing at once (API reads, workers, the sweep) still queue each stage once.
     store = idle_client.app.state.store
-    steps = StudySteps(StudyStore(store, idle_settings.data_dir), idle_client.app.state.queue.enqueue, idle_settings.data_dir)
+    steps = StudySteps(
+        StudyStore(store, idle_settings.data_dir), idle_client.app.state.queue.enqueue, idle_settings.data_dir
+    )
     threads = [threading.Thread(target=steps.advance, args=(study["id"],)) for _ in range(6)]
     for thread in threads:
         thread.start()
@@ -123,7 +131,9 @@ def test_a_study_queues_one_ordinary_training_job_per_member(
     idle_client.delete(f"/studies/{study['id']}")
 
 
-def test_a_study_redis_lost_comes_back_from_the_volume(idle_client: TestClient, idle_settings: Settings) -> None:
+def test_a_study_redis_lost_comes_back_from_the_volume(
+    idle_client: TestClient, idle_settings: Settings
+) -> None:
     study = idle_client.post("/studies", json={**TWO, "variants": ["pure_unet"]}).json()
     store: JobStore = idle_client.app.state.store
     studies = StudyStore(store, idle_settings.data_dir)
