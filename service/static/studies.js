@@ -185,10 +185,13 @@ function stageCell(stage) {
   return stage.links.job ? h("a", { href: `#jobs/${stage.job_id}`, title: stage.message ?? "" }, bar.element) : bar.element;
 }
 
-// The engine's rows (ddpm/study/report.py table()): every column it gives, numbers formatted.
+// The engine's rows (ddpm/study/report.py table()): the columns a reader compares by (FID at every N;
+// the report and the CSV have every metric), numbers formatted.
+const SHOWN = ["member", "report_name", "state", "parameters", "train_seconds", "final_loss_smoothed"];
 function resultTable(rows) {
   if (!rows?.length) return message("info", "No rows yet.");
-  const columns = Object.keys(rows[0]).map((key) => ({
+  const keys = [...SHOWN, ...Object.keys(rows[0]).filter((key) => /^fid_\d+$/.test(key)), "tier"];
+  const columns = keys.map((key) => ({
     title: key.replaceAll("_", " "),
     cell: (row) => (typeof row[key] === "number" ? formatNumber(row[key]) : row[key] === null || row[key] === undefined ? "–" : String(row[key])),
     className: typeof rows[0][key] === "number" ? "num" : undefined,

@@ -1,8 +1,8 @@
-"""Studies run to the end by a real Celery worker through the real API and Redis: the digits-smoke
-preset (shortened: 20 steps, N = 4 and 8, FID only) trains, samples and scores every member, its FIDs
-are what POST /fid gives for the same checkpoint, sampler, seed and N, its report renders in headless
-Chromium with every image loaded, and a study whose worker is killed mid-training finishes on a new
-worker with each member trained once.
+"""A study run to the end by a real Celery worker through the real API and Redis: the digits-smoke
+preset (shortened: 60 steps, N = 8, FID only) trains, samples and scores every member although its
+worker is killed mid-training and a new one started (each member trained once), its FIDs are what
+POST /fid gives for the same checkpoint, sampler, seed and N, and its report renders in headless
+Chromium with every image loaded (screenshots: test-artifacts/web/study-report.png, studies-tab.png).
 
 FID needs Inception: its weights are converted once into a temporary TORCH_HOME (no download), and
 the reference is 8 real digits as an image folder, as in tests/ddpm/fid (cheap statistics). The module
@@ -28,11 +28,13 @@ from service.app import create_app
 from tests.stack import finished, start_worker, stop_worker, wait_for
 
 REFERENCE = "folder:study-ref"
+STEPS = 60  # long enough for the worker to be killed mid-training, a few seconds a member
+N = [8]  # tiny, one N: Inception and a 2048x2048 sqrtm per N take most of a minute on two busy cores
 SMOKE = {
     "preset": "digits-smoke",
-    "train": {"max_steps": 20, "batch_size": 8},
+    "train": {"max_steps": STEPS, "batch_size": 8},
     "evaluation": {
-        "fid_n": [4, 8],  # tiny: Inception and a 2048x2048 sqrtm per N are slow on two CPU cores
+        "fid_n": N,
         "metrics": ["fid"],
         "fid_dataset": REFERENCE,
         "grid_n": 20,
@@ -127,23 +129,44 @@ def jobs_of(client: TestClient, study_id: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def smoke(client: TestClient) -> dict[str, Any]:
+def smoke(client: TestClient, worker: Worker) -> dict[str, Any]:
+    """The shortened digits-smoke study, its worker killed (SIGKILL) while the first member trains and
+    a new one started: the study as it ends."""
     accepted = client.post("/studies", json=SMOKE)
     assert accepted.status_code == 202, accepted.text
-    return wait_for_study(client, accepted.json()["id"])
+    study = accepted.json()
+    first = study["member_states"][0]["stages"]["train"]["job_id"]
+    wait_for(
+        client, first, lambda job: job["state"] == "running" and (job.get("step") or 0) >= 5, timeout=180
+    )
+    worker.kill_and_restart()
+    return {**wait_for_study(client, study["id"]), "killed_job": first}
 
 
-def test_digits_smoke_runs_to_the_end_and_its_fid_is_post_fids(
-    client: TestClient, smoke: dict[str, Any]
+def test_digits_smoke_survives_its_worker_and_runs_to_the_end_training_each_member_once(
+    client: TestClient, smoke: dict[str, Any], study_settings: Settings
 ) -> None:
     assert smoke["state"] == "done", smoke
     members = smoke["member_states"]
     assert [m["variant"] for m in members] == ["baseline", "res_link", "biggan"]
     assert {m["state"] for m in members} == {"done"}
-    kinds = sorted(job["kind"] for job in jobs_of(client, smoke["id"]))
-    assert kinds == ["fid"] * 3 + ["sample"] * 3 + ["train"] * 3  # each stage once
+    jobs = jobs_of(client, smoke["id"])
+    assert (
+        sorted(job["kind"] for job in jobs) == ["fid"] * 3 + ["sample"] * 3 + ["train"] * 3
+    )  # each stage once
+    assert {job["state"] for job in jobs} == {"succeeded"}
+    killed = next(job for job in jobs if job["id"] == smoke["killed_job"])
+    assert killed["attempts"] == 2  # the same job resumed on the new worker, not a second training
+    for member in members:
+        rows = list(csv.DictReader((study_settings.data_dir / "runs" / member["run_id"] / "loss.csv").open()))
+        assert [int(row["step"]) for row in rows] == list(range(1, STEPS + 1))  # every step once
+    assert client.post(f"/studies/{smoke['id']}/retry").status_code == 409  # nothing to redo
 
-    member = members[0]
+
+def test_its_fid_is_what_post_fid_gives_and_its_grid_is_get_samples(
+    client: TestClient, smoke: dict[str, Any]
+) -> None:
+    member = smoke["member_states"][0]
     fid_job = client.get(f"/jobs/{member['stages']['fid']['job_id']}").json()
     grid_job = client.get(f"/jobs/{member['stages']['grid']['job_id']}").json()
     # The grid is GET /samples' cached grid of that checkpoint: asking for it is a 200 at once.
@@ -151,12 +174,12 @@ def test_digits_smoke_runs_to_the_end_and_its_fid_is_post_fids(
     assert grid.status_code == 200 and grid.headers["content-type"] == "image/png"
     assert grid.headers["etag"] == f'"{grid_job["params"]["key"]}"'
 
-    # POST /fid for the same checkpoint, sampler, seed and N gives the same FIDs.
+    # POST /fid for the same checkpoint, sampler, seed and N: the same job params, the same FID.
     checkpoint = fid_job["params"]["checkpoint"]
     body = {
         "run": checkpoint["run_id"],
         "checkpoint": checkpoint["step"],
-        "n_samples": [4, 8],
+        "n_samples": N,
         "seed": 0,
         "dataset": REFERENCE,
         "batch_size": 16,
@@ -168,46 +191,75 @@ def test_digits_smoke_runs_to_the_end_and_its_fid_is_post_fids(
     assert accepted.status_code == 202, accepted.text
     direct = wait_for(client, accepted.json()["job_id"], finished, timeout=300)
     assert direct["state"] == "succeeded", direct
-    assert {k: v for k, v in direct["params"].items() if k != "study_id"} == {
-        k: v for k, v in fid_job["params"].items() if k != "study_id"
-    }
+    assert direct["params"] == {k: v for k, v in fid_job["params"].items() if k != "study_id"}
     assert direct["result"]["fid"] == fid_job["result"]["fid"]
-    row = next(r for r in smoke["table"] if r["variant"] == member["variant"])
-    assert row["fid_8"] == pytest.approx(fid_job["result"]["fid"]["8"])
-    assert row["fid_4"] == pytest.approx(fid_job["result"]["fid"]["4"])
+    row = next(r for r in smoke["table"] if r["member"] == member["key"])
+    assert row["fid_" + str(N[0])] == pytest.approx(direct["result"]["fid"][str(N[0])])
 
     csv_report = client.get(f"/studies/{smoke['id']}/report", params={"format": "csv"})
     assert csv_report.status_code == 200 and csv_report.headers["content-type"].startswith("text/csv")
-    assert len(list(csv.DictReader(csv_report.text.splitlines()))) >= 3
+    assert len(list(csv.DictReader(csv_report.text.splitlines()))) == 3
     archive = client.get(f"/studies/{smoke['id']}/report", params={"format": "zip"})
     assert archive.status_code == 200 and archive.content[:2] == b"PK"
-    assert client.post(f"/studies/{smoke['id']}/retry").status_code == 409  # nothing to redo
 
 
-def test_killing_the_worker_mid_study_finishes_with_each_member_trained_once(
-    client: TestClient, worker: Worker, study_settings: Settings
+def test_its_report_and_the_studies_tab_render_in_chromium(
+    client: TestClient, smoke: dict[str, Any], study_settings: Settings, tmp_path: Path
 ) -> None:
-    body = {
-        **SMOKE,
-        "name": "worker killed",
-        "variants": ["pure_unet", "convnext"],
-        "train": {"max_steps": 60, "batch_size": 8},
-        "evaluation": {**SMOKE["evaluation"], "fid_n": [4], "grid_n": 10},
-    }
-    study = client.post("/studies", json=body).json()
-    first = study["member_states"][0]["stages"]["train"]["job_id"]
-    wait_for(
-        client, first, lambda job: job["state"] == "running" and (job.get("step") or 0) >= 5, timeout=120
+    from tests.service.browser import (
+        PHONE,
+        chromium,
+        console_errors,
+        live_server,
+        require_chromium,
+        screenshot,
+        skip_module_unless_chromium,
+        wait_until,
     )
-    worker.kill_and_restart()
 
-    done = wait_for_study(client, study["id"])
-    assert done["state"] == "done", done
-    jobs = jobs_of(client, study["id"])
-    trains = [job for job in jobs if job["kind"] == "train"]
-    assert len(trains) == 2 and {job["state"] for job in trains} == {"succeeded"}
-    killed = next(job for job in trains if job["id"] == first)
-    assert killed["attempts"] == 2  # the same job resumed on the new worker, not a second training
-    for member in done["member_states"]:
-        rows = list(csv.DictReader((study_settings.data_dir / "runs" / member["run_id"] / "loss.csv").open()))
-        assert [int(row["step"]) for row in rows] == list(range(1, 61))  # every step once
+    skip_module_unless_chromium()
+    require_chromium()
+    # The report as a file, opened with no server: every image is inline.
+    report = client.get(f"/studies/{smoke['id']}/report")
+    assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
+    path = tmp_path / "report.html"
+    path.write_text(report.text)
+    driver = chromium()
+    try:
+        driver.get(path.as_uri())
+        images = wait_until(
+            lambda: driver.execute_script(
+                "const all = [...document.images];"
+                "return all.length && all.every((i) => i.complete && i.naturalWidth > 0) && all.length"
+            ),
+            20,
+            "every image of the report",
+        )
+        assert images >= 3  # the three seed-0 grids, the figures
+        assert "baseline" in driver.page_source.lower()
+        screenshot(driver, "study-report")
+
+        # The page's Studies tab lists the study and shows its members done.
+        with live_server(create_app(study_settings)) as url:
+            driver.get(f"{url}/#studies/{smoke['id']}")
+            wait_until(
+                lambda: (
+                    driver.execute_script(
+                        "const s = document.querySelector('#study-detail article.study');"
+                        "return s && s.dataset.state === 'done' && s.querySelectorAll('tr[data-state=done]').length"
+                    )
+                    == 3
+                ),
+                30,
+                "the study's members shown done",
+            )
+            screenshot(driver, "studies-tab")
+            driver.set_window_size(*PHONE)
+            overflow = driver.execute_script(
+                "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
+            screenshot(driver, "narrow-studies")
+            assert overflow <= 0, f"the Studies tab is {overflow} px wider than a {PHONE[0]} px window"
+        assert console_errors(driver) == []
+    finally:
+        driver.quit()
