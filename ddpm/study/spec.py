@@ -481,7 +481,7 @@ PRESETS: dict[str, StudySpec] = {
 }
 
 
-def preset(name: str, **overrides: Any) -> StudySpec:
+def preset(name: str, /, **overrides: Any) -> StudySpec:
     """A preset by name, optionally with top-level fields replaced ({"seeds": [0, 1]}, {"name": ...}) or
     `train` / `evaluation` fields merged in; StudySpecError lists the valid names."""
     if name not in PRESETS:

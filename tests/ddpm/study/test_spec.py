@@ -88,8 +88,9 @@ def test_presets() -> None:
     for spec in PRESETS.values():
         spec.validate()
         assert spec.preset == spec.name and StudySpec.from_dict(spec.to_dict()) == spec
-    more = preset("digits-smoke", seeds=[0, 1], train={"max_steps": 20})
+    more = preset("digits-smoke", name="two seeds", seeds=[0, 1], train={"max_steps": 20})
     assert len(more.members()) == 6 and more.train["max_steps"] == 20 and more.train["width"] == 0.125
+    assert more.name == "two seeds" and more.preset == "digits-smoke"
     err = _error({**_spec(), "preset": "nope"})
     assert err.field == "preset" and "report-table1" in err.message
     with pytest.raises(StudySpecError, match="digits-smoke"):
