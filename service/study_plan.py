@@ -28,10 +28,8 @@ def read_spec(body: Mapping[str, Any]) -> StudySpec:
     """{"preset": name, ...overrides} or a whole spec; validated (every variant against the recipe)."""
     try:
         if body.get("preset") is not None:  # the preset, with the body's fields replaced or merged in
-            overrides = {k: v for k, v in body.items() if k not in ("preset", "name")}
+            overrides = {k: v for k, v in body.items() if k != "preset"}
             spec = preset(str(body["preset"]), **overrides)
-            if "name" in body:  # preset()'s own first parameter is called name
-                spec = StudySpec.from_dict({**spec.to_dict(), "name": body["name"]})
         else:
             spec = StudySpec.from_dict(body)
         spec.validate()
