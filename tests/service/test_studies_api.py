@@ -156,3 +156,19 @@ def test_an_unknown_study_is_a_404(idle_client: TestClient) -> None:
     ):
         assert response.status_code == 404, response.text
         assert "GET /studies lists them" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "loc"),
+    [
+        ('{"preset": "digits-smoke", "train": {"lr": NaN}}', ["body", "train", "lr"]),
+        ('{"preset": "digits-smoke", "train": 5}', ["body", "train"]),
+        ('{"preset": "digits-smoke", "evaluation": {"grid_n": 100000}}', ["body", "evaluation", "grid_n"]),
+        ('{"name": "x", "variants": [], "evaluation": {"fid_n": [4]}}', ["body", "variants"]),
+        ("[1, 2]", ["body"]),
+    ],
+)
+def test_hostile_study_bodies_are_422s_not_500s(idle_client: TestClient, raw: str, loc: list[str]) -> None:
+    response = idle_client.post("/studies", content=raw, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == loc
