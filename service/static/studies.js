@@ -7,6 +7,7 @@ import { clear, formatNumber, formatTime, h, message, progressBar, table } from 
 const POLL_MS = 2000;
 const STAGES = ["train", "grid", "fid"];
 const FINISHED = ["done", "failed", "cancelled"];
+const QUICK_PRESET = "digits-smoke";
 
 export function studiesView() {
   const presetSelect = h("select", { id: "study-preset", name: "preset" });
@@ -62,6 +63,8 @@ export function studiesView() {
     try {
       presets = (await json("/studies/presets")).presets;
       clear(presetSelect, presets.map((preset) => h("option", { value: preset.name }, `${preset.name} (${preset.members} members)`)));
+      // The quick one first: report-table1 is days of GPU work, not something to start by a stray click.
+      if (presets.some((preset) => preset.name === QUICK_PRESET)) presetSelect.value = QUICK_PRESET;
       describePreset();
       presetSelect.addEventListener("change", describePreset);
     } catch (error) {
