@@ -63,7 +63,7 @@ export function studiesView() {
     try {
       presets = (await json("/studies/presets")).presets;
       clear(presetSelect, presets.map((preset) => h("option", { value: preset.name }, `${preset.name} (${preset.members} members)`)));
-      // The quick one first: report-table1 is days of GPU work, not something to start by a stray click.
+      // The quick one first: report-table1 is GPU-hours (weeks on a CPU), not something to start by a stray click.
       if (presets.some((preset) => preset.name === QUICK_PRESET)) presetSelect.value = QUICK_PRESET;
       describePreset();
       presetSelect.addEventListener("change", describePreset);
