@@ -14,7 +14,6 @@ same job; the study record then keeps its id (jobs/studies.py).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -110,7 +109,10 @@ class StudySteps:
 
     # moving on
     def advance(self, study_id: str) -> Study | None:
-        """Queue every stage whose turn has come and that has no job yet; keep finished results."""
+        """Queue every stage whose turn has come and that has no job yet; keep finished results.
+
+        PublishFailed when the broker refused a job: that job is recorded failed, saying so (the member
+        shows it; a retry queues it again), and the members after it are left for the next call."""
         study = self.studies.get(study_id)
         if study is None or study.cancelled is not None:
             return study
@@ -152,9 +154,12 @@ class StudySteps:
         params = plan["train"]
 
         def write_queued_run(_: str) -> None:
-            # Shown by GET /runs before a worker starts it (as POST /train does); a retried run has one.
+            # Shown by GET /runs before a worker starts it (as POST /train does); a retried run is
+            # queued again (its trainer resumes it from its last checkpoint).
             if not run.exists():
                 run.write(run_record(run.run_id, params["config"]["arch"], params["config"], RUN_QUEUED))
+            elif run.read().get("status") in (RUN_FAILED, CANCELLED):
+                run.update(status=RUN_QUEUED, error=None)
 
         try:
             self._queue(
@@ -169,6 +174,7 @@ class StudySteps:
             )
         except PublishFailed:
             run.settle(RUN_FAILED, "the job queue did not accept the training job")
+            raise
 
     def _queue_evaluation(
         self, study: Study, plan: Mapping[str, Any], stage: str, ref: CheckpointRef, replaces: str | None
@@ -182,9 +188,7 @@ class StudySteps:
         else:
             params = {"checkpoint": ref.to_dict(), "arch": ref.arch, **options}  # POST /fid's
         lock = f"study:{study.id}:{plan['key']}:{stage}"
-        # A refused publish fails the job, saying so: the member shows it, and a retry queues it again.
-        with contextlib.suppress(PublishFailed):
-            self._queue(study, plan["key"], stage, params, lock, ref.run_id, replaces)
+        self._queue(study, plan["key"], stage, params, lock, ref.run_id, replaces)
 
     def _queue(
         self,

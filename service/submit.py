@@ -31,7 +31,7 @@ def submit(
     try:
         return jobs_submit.submit(
             store,
-            queue.enqueue,
+            lambda kind, job_id, _: queue.enqueue(kind, job_id),  # this API's own queue
             queue.settings.queue,
             kind,
             params,

@@ -14,7 +14,7 @@ import redis
 from jobs.store import JobStore
 from jobs.studies import StudyStore
 from jobs.study_steps import STUDY_RUNNING, StudySteps
-from jobs.submit import Publish
+from jobs.submit import Publish, PublishFailed
 
 log = logging.getLogger("workers")
 
@@ -53,6 +53,10 @@ def sweep_studies_now_and_then(
         if study is None or study.cancelled is not None:
             continue
         if steps.state(study, steps.members(study)) == STUDY_RUNNING:
-            steps.advance(study_id)
+            try:
+                steps.advance(study_id)
+            except PublishFailed as err:  # the broker is down: the next sweep tries again
+                log.warning("study %s not moved on: the broker refused a job (%s)", study_id, err)
+                return running
             running.append(study_id)
     return running

@@ -11,10 +11,12 @@ from fastapi import APIRouter, Body, Query, Response
 from fastapi.responses import HTMLResponse, PlainTextResponse
 
 from ddpm.study.spec import PRESETS
+from jobs.settings import Settings
 from jobs.studies import Study, StudyStore
 from jobs.study_steps import StudySteps
+from jobs.submit import PublishFailed
 from service.deps import QueueDep, SettingsDep, StoreDep
-from service.errors import Conflict, NotFound, low_space
+from service.errors import Conflict, NotFound, Unavailable, low_space, redact
 from service.study_plan import plan_study, read_spec
 from service.study_view import detail, member_results, summary
 
@@ -58,7 +60,7 @@ def create_study(
     plan["code_version"] = _code_version()  # the code that runs it, named in its report's recipe
     steps = _steps(settings, store, queue)
     study = steps.studies.create(spec.name, queue.settings.queue, spec.to_dict(), plan)
-    study = steps.advance(study.id) or study  # queues every member's training
+    study = _advance(steps, study.id, settings) or study  # queues every member's training
     response.headers["Location"] = f"/studies/{study.id}"
     return detail(steps, study, settings.data_dir)
 
@@ -89,7 +91,7 @@ def get_study(study_id: str, settings: SettingsDep, store: StoreDep, queue: Queu
     steps = _steps(settings, store, queue)
     _find(steps, study_id)
     # Reading a study moves it on: a stage whose turn came while no worker told it is queued now.
-    study = steps.advance(study_id) or _find(steps, study_id)
+    study = _advance(steps, study_id, settings) or _find(steps, study_id)
     return detail(steps, study, settings.data_dir)
 
 
@@ -116,7 +118,10 @@ def cancel_study(study_id: str, settings: SettingsDep, store: StoreDep, queue: Q
 def retry_study(study_id: str, settings: SettingsDep, store: StoreDep, queue: QueueDep) -> dict[str, Any]:
     steps = _steps(settings, store, queue)
     study = _find(steps, study_id)
-    retried = steps.retry(study)
+    try:
+        retried = steps.retry(study)
+    except PublishFailed as err:
+        raise _unavailable(study.id, settings, err) from err
     if not retried and study.cancelled is None:
         raise Conflict(
             f"study {study_id!r} has no failed or cancelled member to retry", **summary(steps, study)
@@ -161,6 +166,21 @@ def study_report(
             headers={"Content-Disposition": f'attachment; filename="{stem}.csv"'},
         )
     return HTMLResponse(report.html())
+
+
+def _advance(steps: StudySteps, study_id: str, settings: Settings) -> Study | None:
+    try:
+        return steps.advance(study_id)
+    except PublishFailed as err:
+        raise _unavailable(study_id, settings, err) from err
+
+
+def _unavailable(study_id: str, settings: Settings, err: Exception) -> Unavailable:
+    return Unavailable(
+        f"the job queue (broker at {redact(settings.redis_url)}) did not accept a job of study {study_id} "
+        f"({err}); the study is kept: POST /studies/{study_id}/retry once the broker is back",
+        links={"study": f"/studies/{study_id}"},
+    )
 
 
 @functools.cache

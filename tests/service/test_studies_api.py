@@ -172,3 +172,33 @@ def test_hostile_study_bodies_are_422s_not_500s(idle_client: TestClient, raw: st
     response = idle_client.post("/studies", content=raw, headers={"Content-Type": "application/json"})
     assert response.status_code == 422, response.text
     assert response.json()["detail"][0]["loc"] == loc
+
+
+def test_a_broker_that_refuses_the_jobs_is_a_503_and_the_study_can_be_retried(
+    idle_client: TestClient,
+) -> None:
+    import kombu.exceptions
+
+    def broker_down(kind: str, job_id: str, queue: str | None = None) -> None:
+        raise kombu.exceptions.OperationalError("Error 111 connecting to broker. Connection refused.")
+
+    queue = idle_client.app.state.queue
+    working, queue.enqueue = queue.enqueue, broker_down
+    try:
+        refused = idle_client.post("/studies", json={**TWO, "name": "no broker", "variants": ["pure_unet"]})
+    finally:
+        queue.enqueue = working
+    assert refused.status_code == 503 and "POST /studies/" in refused.json()["detail"]
+    study_id = refused.json()["links"]["study"].rsplit("/", 1)[1]
+    shown = idle_client.get(f"/studies/{study_id}").json()
+    (member,) = shown["member_states"]
+    assert member["state"] == "failed" and "could not publish" in member["error"]
+    assert idle_client.get(f"/runs/{member['run_id']}").json()["status"] == "failed"
+    retried = idle_client.post(f"/studies/{study_id}/retry")
+    assert retried.status_code == 202 and retried.json()["retried"] == ["pure_unet@0"]
+    assert (
+        idle_client.get(f"/studies/{study_id}").json()["member_states"][0]["stages"]["train"]["state"]
+        == "queued"
+    )
+    assert idle_client.get(f"/runs/{member['run_id']}").json()["status"] == "queued"  # queued again
+    idle_client.delete(f"/studies/{study_id}")
