@@ -14,7 +14,7 @@ from ddpm.study.spec import StudySpec
 from jobs.records import SUCCEEDED
 from jobs.specs import SampleSpec
 from jobs.studies import FID_STAGE, GRID_STAGE, STAGES, Study
-from jobs.study_steps import MemberView, StageView, StudySteps
+from jobs.study_steps import ATTACHED, MemberView, StageView, StudySteps
 from service.schemas import iso
 
 
@@ -87,7 +87,7 @@ def _stage(stage: str, view: StageView) -> dict[str, Any]:
     return {
         "job_id": view.job_id,
         "state": view.state,
-        "progress": job.get("progress", 1.0 if view.state == SUCCEEDED else 0.0),
+        "progress": job.get("progress", 1.0 if view.state in (SUCCEEDED, ATTACHED) else 0.0),
         "message": job.get("message"),
         "error": job.get("error"),
         "links": links,

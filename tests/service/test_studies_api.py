@@ -202,3 +202,41 @@ def test_a_broker_that_refuses_the_jobs_is_a_503_and_the_study_can_be_retried(
     )
     assert idle_client.get(f"/runs/{member['run_id']}").json()["status"] == "queued"  # queued again
     idle_client.delete(f"/studies/{study_id}")
+
+
+def test_an_attached_finished_run_is_evaluated_not_trained_again(
+    idle_client: TestClient, local_checkpoint: dict[str, Any]
+) -> None:
+    recipe = {"dataset": "digits", "width": 0.125, "image_size": 16, "batch_size": 8, "max_steps": 1}
+    body = {
+        "name": "attached",
+        "variants": ["rdn"],
+        "train": recipe,
+        "evaluation": {
+            "fid_n": [4],
+            "metrics": ["fid"],
+            "sampler": {"sampler": "ddim", "steps": 2},
+            "grid_n": 4,
+        },
+        "attach": {"rdn@0": local_checkpoint["run_id"]},
+    }
+    other = idle_client.post("/studies", json={**body, "train": {**recipe, "lr": 1e-3}})
+    assert other.status_code == 422, other.text
+    assert (
+        other.json()["detail"][0]["loc"] == ["body", "attach", "rdn@0"]
+        and "lr" in other.json()["detail"][0]["msg"]
+    )
+
+    accepted = idle_client.post("/studies", json=body)
+    assert accepted.status_code == 202, accepted.text
+    study = accepted.json()
+    (member,) = study["member_states"]
+    assert member["run_id"] == local_checkpoint["run_id"] and member["stages"]["train"]["state"] == "attached"
+    assert member["state"] == "evaluating"
+    jobs = _jobs_of(idle_client, study["id"])
+    assert sorted(job["kind"] for job in jobs) == ["fid", "sample"]
+    fid = next(job for job in jobs if job["kind"] == "fid")
+    assert fid["params"]["checkpoint"]["step"] == local_checkpoint["step"] and fid["params"]["n_samples"] == [
+        4
+    ]
+    idle_client.delete(f"/studies/{study['id']}")
