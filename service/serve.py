@@ -1,5 +1,5 @@
-"""One-command local start: embedded Redis (unless REDIS_URL is set), one worker (restarted when it
-dies: service/supervisor.py), the API. Ctrl-C or SIGTERM stops all three."""
+"""One-command local start: embedded Redis (unless REDIS_URL is set; restarted when it dies), one worker
+(restarted when it dies: service/supervisor.py), the API. Ctrl-C or SIGTERM stops all three."""
 
 from __future__ import annotations
 
@@ -51,6 +51,7 @@ def serve(data_dir: str | None, host: str, port: int, worker: bool = True, devic
     if not os.environ.get("REDIS_URL"):
         embedded = EmbeddedRedis(root / "redis")
         env["REDIS_URL"] = embedded.start()
+        embedded.supervise()  # a Redis that dies is started again, like the worker
         print(f"embedded Redis at {env['REDIS_URL']} (data in {root / 'redis'})", file=sys.stderr)
     os.environ.update(env)  # the in-process API reads its Settings from the environment
 

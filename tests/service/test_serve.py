@@ -224,3 +224,36 @@ def test_the_supervisor_restarts_until_stopped(capsys: pytest.CaptureFixture) ->
     assert gaps[0] >= 0.2 and all(gap >= 0.4 for gap in gaps[1:]), gaps  # 0.2 s, then capped at 0.4 s
     err = capsys.readouterr().err
     assert err.count("(exit code 3); restarting it in") >= 4
+
+
+def test_ddpm_serve_restarts_a_dead_embedded_redis_and_keeps_its_records(tmp_path: Path) -> None:
+    """SIGKILL of the embedded redis-server: `ddpm serve` starts it again on the same port from its AOF,
+    the API answers again by itself, and the job queued before the crash is still there."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "serve.log"
+    process = _start(tmp_path, port, "--no-worker")
+    try:
+        health = _wait_healthy(process, base, log, need_worker=False)
+        status, accepted = _post(f"{base}/train", {"arch": "biggan", "dataset": "digits", "max_steps": 5})
+        assert status == 202
+        time.sleep(1.5)  # appendfsync everysec: the record is on disk
+        redis_server = f"redis-server {health['redis'].split('//')[1].split('/')[0]}"
+        (first,) = _pids(redis_server)
+        os.kill(int(first), signal.SIGKILL)
+
+        deadline = time.monotonic() + 30
+        while (found := _pids(redis_server)) in ([], [first]) or _get(f"{base}/readyz")[1]["status"] != (
+            "no_workers"  # Redis answers again; no worker was started
+        ):
+            assert time.monotonic() < deadline, f"Redis not back: {log.read_text()[-2000:]}"
+            time.sleep(0.2)
+        assert found != [first]
+        status, job = _get(f"{base}/jobs/{accepted['job_id']}")
+        assert status == 200 and job["state"] == "queued"
+        assert "the embedded Redis (pid" in log.read_text() and "restarting it in 1s" in log.read_text()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=60)
+    assert code == 0, log.read_text()[-4000:]
+    assert _pids(redis_server) == []  # stopped with ddpm serve, not restarted
