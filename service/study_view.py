@@ -29,9 +29,9 @@ def study_links(study_id: str) -> dict[str, str]:
     }
 
 
-def summary(steps: StudySteps, study: Study) -> dict[str, Any]:
-    """One line of GET /studies."""
-    members = steps.members(study)
+def summary(steps: StudySteps, study: Study, members: list[MemberView] | None = None) -> dict[str, Any]:
+    """One line of GET /studies (`members`: as already read, so that one answer is one snapshot)."""
+    members = steps.members(study) if members is None else members
     spec = study.spec
     return {
         "id": study.id,
@@ -56,7 +56,7 @@ def detail(steps: StudySteps, study: Study, data_dir: Path) -> dict[str, Any]:
     spec = StudySpec.from_dict(study.spec)
     table = build_report(spec, results, study.plan.get("code_version", "unknown")).table()
     return {
-        **summary(steps, study),
+        **summary(steps, study, members),
         "spec": study.spec,
         "member_states": [_member(m) for m in members],
         "table": table,
