@@ -42,7 +42,7 @@ SMOKE = {
     },
 }
 STUDY_TIMEOUT_S = 1400.0
-# Six minutes on two cores shared with other test sessions (load average 14), most of it one 2048x2048
+# 6-8 minutes on two cores shared with other test sessions (load average 12-17), most of it one 2048x2048
 # sqrtm per FID job; the module's own limit leaves room for a busier machine (at load 21 the fixture
 # alone passed 900 s: an FID job there even lost its lease once and ran again).
 pytestmark = pytest.mark.timeout(1500)
