@@ -18,6 +18,7 @@ MAX_LR = 1.0  # lr is in (0, MAX_LR]
 # What a resume may change: everything else is part of the run's identity (model, data, optimiser,
 # and arithmetic: TrainConfig.bf16 is not here on purpose).
 RESUMABLE_CHANGES = ("epochs", "max_steps", "checkpoint_every")
+SCHEDULES = ("linear", "cosine")  # noise schedules (ddpm.schedule); cosine is Nichol & Dhariwal 2021's
 
 # Sampling
 MAX_SAMPLES = 50_000  # per request; FID's largest N, CIFAR-10's training-set size

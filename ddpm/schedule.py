@@ -9,9 +9,10 @@ import torch
 import torch.nn.functional as F
 
 from ddpm.errors import InvalidOption
+from ddpm.limits import SCHEDULES
 
 DEFAULT_TIMESTEPS = 1000
-SCHEDULE_KINDS = ("linear", "cosine")
+SCHEDULE_KINDS = SCHEDULES  # named in ddpm.limits so torch-free checks (ddpm.study) share it
 COSINE_OFFSET = 0.008  # Nichol & Dhariwal's s: keeps beta_0 from being vanishingly small
 MAX_BETA = 0.999  # their clip, avoiding a singularity at t = T
 

@@ -45,6 +45,21 @@ class CheckpointRef:
     def from_dict(cls, data: dict[str, Any]) -> CheckpointRef:
         return cls(**data)
 
+    @classmethod
+    def of_run(cls, run: RunDir, step: int) -> CheckpointRef:
+        """The kept checkpoint of `step` in `run`, described from its run.json."""
+        record = run.read()
+        checkpoints = record.get("checkpoints", [])
+        epoch = next((c.get("epoch") for c in checkpoints if c.get("step") == step), None)
+        ema = bool(record.get("train_config", {}).get("ema"))
+        return cls(record["arch"], run.run_id, step, epoch, "ema" if ema else "model")
+
+    @classmethod
+    def final_of(cls, run: RunDir) -> CheckpointRef | None:
+        """The run's newest kept checkpoint (the one a finished run ends with); None when it has none."""
+        kept = run.kept_checkpoints()
+        return cls.of_run(run, kept[-1][0]) if kept else None
+
 
 @dataclass(frozen=True)
 class SampleSpec:

@@ -55,7 +55,7 @@ def resolve_checkpoint(
         if found is None:
             raise Conflict(f"arch {arch!r} has no finished checkpoint yet; {how_to_train(arch)}")
         run_id, step, _ = found
-        return _ref(RunDir.of(data_dir, run_id), step)
+        return CheckpointRef.of_run(RunDir.of(data_dir, run_id), step)
 
     run = existing_run(data_dir, run_id)
     record = run.read()
@@ -73,11 +73,4 @@ def resolve_checkpoint(
         step = max(kept)
     elif step not in kept:
         raise NotFound(f"run {run_id!r} has no checkpoint at step {step}; kept steps: {sorted(kept)}")
-    return _ref(run, step)
-
-
-def _ref(run: RunDir, step: int) -> CheckpointRef:
-    record = run.read()
-    epoch = next((c.get("epoch") for c in record.get("checkpoints", []) if c.get("step") == step), None)
-    ema = bool(record.get("train_config", {}).get("ema"))
-    return CheckpointRef(record["arch"], run.run_id, step, epoch, "ema" if ema else "model")
+    return CheckpointRef.of_run(run, step)

@@ -7,12 +7,13 @@ threads of the API do not share anything but matplotlib's font cache.
 from __future__ import annotations
 
 import io
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from ddpm.smoothing import smooth_ema  # the one smoother: the study report's final loss uses it too
 
 DPI = 100
 RAW_ALPHA = 0.25  # raw loss: thin and translucent, under the smoothed curve (as TensorBoard draws it)
@@ -57,20 +58,6 @@ class ReportFigure:
     label: str
     fid: float
     n: int = REPORT_N
-
-
-def smooth_ema(values: Sequence[float], weight: float) -> list[float]:
-    """TensorBoard's scalar smoothing: an exponential moving average, debiased so the first points are
-    not pulled towards zero (each point divides by the weight the average has accumulated so far)."""
-    if not 0 <= weight < 1:
-        raise ValueError(f"smoothing weight must be in [0, 1), got {weight}")
-    out, average, accumulated = [], 0.0, 0.0
-    for value in values:
-        if math.isfinite(value):  # a diverged step (nan, inf) would poison every later point
-            average = average * weight + (1 - weight) * value
-            accumulated = accumulated * weight + (1 - weight)
-        out.append(average / accumulated if accumulated else math.nan)
-    return out
 
 
 def _png(figure: Figure) -> bytes:

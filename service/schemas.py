@@ -267,7 +267,11 @@ class FidRequest(SamplerFields):
         description="samples to score; a list gives an FID-vs-N sweep from one sample set",
     )
     seed: Seed = 0
-    dataset: Literal["cifar10", "digits"] = Field("cifar10", description="reference statistics")
+    dataset: Annotated[str, Field(max_length=256), AfterValidator(check_dataset)] = Field(
+        "cifar10",
+        description="reference statistics: cifar10, digits, or folder:<folder under DATA_DIR/datasets> "
+        "(the images a folder-trained model learned from)",
+    )
     batch_size: int = Field(128, ge=1, le=limits.MAX_BATCH)
     # Metrics beside the headline FID, all from the one Inception feature pass (docs/fid.md).
     metrics: list[Literal[fid_options.METRICS]] | None = Field(
@@ -298,6 +302,15 @@ class FidRequest(SamplerFields):
     def metric_params(self) -> dict[str, Any]:
         """MetricOptions.to_params() of this request (the job's parameters carry them)."""
         return fid_options.MetricOptions.from_params(self.model_dump()).to_params()
+
+    def job_params(self) -> dict[str, Any]:
+        """The FID job's params but the checkpoint: N, seed, reference, batch, the sampler with every
+        default filled in (so the results table says what was run), the metrics and their options."""
+        return {
+            **self.model_dump(include={"n_samples", "seed", "dataset", "batch_size"}),
+            **self.sampler_spec().to_params(),
+            **self.metric_params(),
+        }
 
     @field_validator("n_samples")
     @classmethod

@@ -1,18 +1,15 @@
-"""Create a job record, then publish it: the record exists before any worker can see the message."""
+"""Create a job record, then publish it (jobs/submit.py), answering a broker that refuses it with a 503."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
-from ddpm.storage import relative_to_volume
+from jobs import submit as jobs_submit
 from jobs.publish import JobQueue
 from jobs.records import ACTIVE_STATES
 from jobs.store import JobStore
 from service.errors import Unavailable, redact
-
-log = logging.getLogger("service")
 
 
 def submit(
@@ -31,27 +28,21 @@ def submit(
 
     `before_publish(job_id)` runs once the job (and its lock) exist but before any worker can see it.
     """
-    # The queue is recorded so a worker that re-queues the job (its first worker died) publishes it
-    # where this API sent it.
-    extra = {"queue": queue.settings.queue, **({"run_id": run_id} if run_id else {})}
-    job_id, created = store.create(
-        kind, params, lock=lock, join_states=join_states, replace=replace, extra=extra
-    )
-    if created:
-        if before_publish is not None:
-            try:
-                before_publish(job_id)
-            except Exception as err:
-                why = relative_to_volume(f"{type(err).__name__}: {err}", queue.settings.data_dir)
-                store.fail(job_id, f"could not prepare the job: {why}")
-                raise
-        try:
-            queue.enqueue(kind, job_id)
-        except Exception as err:
-            # The record says why the job never ran; the lock it holds is free for the next request.
-            log.warning("could not publish job %s: %s", job_id, err)
-            store.fail(job_id, f"could not publish the job to the queue: {type(err).__name__}: {err}")
-            raise Unavailable(
-                f"the job queue (broker at {redact(queue.settings.redis_url)}) did not accept the job: {err}"
-            ) from err
-    return job_id, created
+    try:
+        return jobs_submit.submit(
+            store,
+            lambda kind, job_id, _: queue.enqueue(kind, job_id),  # this API's own queue
+            queue.settings.queue,
+            kind,
+            params,
+            data_dir=queue.settings.data_dir,
+            run_id=run_id,
+            lock=lock,
+            join_states=join_states,
+            replace=replace,
+            before_publish=before_publish,
+        )
+    except jobs_submit.PublishFailed as err:
+        raise Unavailable(
+            f"the job queue (broker at {redact(queue.settings.redis_url)}) did not accept the job: {err}"
+        ) from err

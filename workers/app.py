@@ -28,6 +28,7 @@ from jobs.registry import WorkerRegistry
 from jobs.settings import get_settings
 from jobs.store import JobStore
 from workers.outcomes import settle_run
+from workers.study_hooks import sweep_studies_now_and_then
 
 log = logging.getLogger("workers")
 
@@ -146,6 +147,7 @@ class Heartbeat:
                 prune_now_and_then(store)
                 reclaim_lost_jobs(store)
                 republish_lost_messages(store)
+                sweep_studies_now_and_then(store, publish_job, settings.data_dir)
                 if failing:
                     log.info("heartbeat written again")
                 failing = False

@@ -39,9 +39,10 @@ from jobs.batching import BatchableJobs, batch_key
 from jobs.records import ACTIVE_STATES, SAMPLE, SUCCEEDED
 from jobs.specs import SampleSpec
 from jobs.store import JobStore
-from workers.app import settings
+from workers.app import publish_job, settings
 from workers.outcomes import CANCELLED_OUTCOME, Outcome, outcome_of, record_outcome
 from workers.progress import JobLease, JobReporter
+from workers.study_hooks import advance_study_of
 from workers.throughput import SAMPLE_PHASE, SamplingMeter, Throughput
 
 log = logging.getLogger("workers")
@@ -291,3 +292,4 @@ def _end(store: JobStore, member: Member, outcome: Outcome) -> None:
     member.stop_lease()
     member.ended = outcome
     record_outcome(store, member.id, member.token, outcome, settings.lease_s)
+    advance_study_of(store, publish_job, settings.data_dir, member.job)

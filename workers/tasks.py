@@ -19,11 +19,12 @@ from celery import Task
 from jobs.records import ANALYSIS, CANCELLED, CLASSIFIER, FID, SAMPLE, SUCCEEDED, TASK_NAMES, TRAIN
 from jobs.specs import CheckpointRef, sampler_from_params
 from jobs.store import JobStore
-from workers.app import app, job_store, settings
+from workers.app import app, job_store, publish_job, settings
 from workers.batching import run_sampling
 from workers.classifier_jobs import run_analysis, run_classifier_training
 from workers.outcomes import Outcome, low_space_outcome, outcome_of, record_outcome, settle_run
 from workers.progress import JobLease, JobReporter
+from workers.study_hooks import advance_study_of
 from workers.throughput import SAMPLE_PHASE, TRAIN_PHASE, SamplingMeter, Throughput
 
 log = logging.getLogger("workers")
@@ -52,6 +53,7 @@ def run_job(task: Task, job_id: str, handler: Handler) -> None:
         log.info("job %s not run: it is %s", job_id, started)
         if started == "exhausted":  # failed just now: started too often already
             settle_run(settings.data_dir, store.get(job_id) or {})
+            advance_study_of(store, publish_job, settings.data_dir, store.get(job_id) or {})
         return
     job = store.get(job_id)
     assert job is not None
@@ -65,6 +67,7 @@ def run_job(task: Task, job_id: str, handler: Handler) -> None:
             outcome = outcome_of(err, job_id, settings.data_dir)
     settle_run(settings.data_dir, job, outcome)
     record_outcome(store, job_id, token, outcome, settings.lease_s)
+    advance_study_of(store, publish_job, settings.data_dir, job)  # a study's next stage, if it has one
 
 
 @app.task(name=TASK_NAMES[TRAIN], bind=True)

@@ -24,14 +24,7 @@ def create_fid(
     body: FidRequest, response: Response, settings: SettingsDep, store: StoreDep, queue: QueueDep
 ) -> Accepted:
     ref = resolve_checkpoint(settings.data_dir, body.arch, body.run, body.checkpoint, source="body")
-    params = {
-        "checkpoint": ref.to_dict(),
-        "arch": ref.arch,
-        **body.model_dump(include={"n_samples", "seed", "dataset", "batch_size"}),
-        # The sampler with every default filled in, so the results table says what was run.
-        **body.sampler_spec().to_params(),
-        **body.metric_params(),
-    }
+    params = {"checkpoint": ref.to_dict(), "arch": ref.arch, **body.job_params()}
     job_id, _ = submit(store, queue, FID, params, run_id=ref.run_id)
     response.headers["Location"] = f"/jobs/{job_id}"
     return Accepted(

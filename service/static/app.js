@@ -8,9 +8,10 @@ import { epochsView } from "./epochs.js";
 import { fidView } from "./fid.js";
 import { jobsView } from "./jobs.js";
 import { runsView } from "./runs.js";
+import { studiesView } from "./studies.js";
 import { trainView } from "./train.js";
 
-const views = [compareView(), epochsView(), jobsView(), runsView(), fidView(), analysisView(), trainView()];
+const views = [compareView(), epochsView(), jobsView(), runsView(), fidView(), studiesView(), analysisView(), trainView()];
 const nav = document.getElementById("tabs");
 const main = document.getElementById("views");
 const sections = new Map();
