@@ -180,7 +180,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     def show(progress: Any) -> None:
         if not bars:
             bars.append(
-                tqdm(total=progress.total_steps, initial=progress.step - 1, unit="step", file=sys.stderr)
+                tqdm(
+                    total=progress.total_steps,
+                    initial=progress.step - 1,
+                    unit="step",
+                    file=sys.stderr,
+                    delay=1e-9,
+                )
             )
         bar = bars[0]
         bar.n = progress.step
@@ -218,7 +224,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     spec = check_sample_options(args.n, spec_from_args(args), nrow=args.nrow)
     checkpoint = pick_checkpoint(data_dir(args.data_dir), args)
-    bar = tqdm(unit="call", dynamic_ncols=True, file=sys.stderr, desc="sampling")
+    # delay: no frame until the first network call is counted (no stray empty bar before it).
+    bar = tqdm(unit="call", dynamic_ncols=True, file=sys.stderr, desc="sampling", delay=1e-9)
 
     def show(done: int, total: int) -> None:
         bar.total = total

@@ -12,8 +12,8 @@ export function samplingFields() {
   // Each sampler's step count is its own (network calls for ddim and dpmpp_2m, noise levels for heun);
   // ddpm always runs the report's 1000. The first is the default, as for GET /samples and `ddpm sample`.
   const samplers = [
-    ["dpmpp_2m", "DPM-Solver++(2M)", 20, "DPM-Solver++ steps"],
     ["ddim", "DDIM", 50, "DDIM steps"],
+    ["dpmpp_2m", "DPM-Solver++(2M)", 20, "DPM-Solver++ steps"],
     ["heun", "Heun (Karras)", 18, "Heun noise levels"],
     ["ddpm", "DDPM, 1000 steps (the report's)", null, ""],
   ];
@@ -22,8 +22,8 @@ export function samplingFields() {
     { name: "sampler" },
     ...samplers.map(([value, label], i) => h("option", { value, selected: i === 0 }, label)),
   );
-  const steps = h("input", { type: "number", name: "steps", min: "1", max: "500", step: "1", value: "20" });
-  const stepsText = h("span", {}, "DPM-Solver++ steps");
+  const steps = h("input", { type: "number", name: "steps", min: "1", max: "1000", step: "1", value: "50" });
+  const stepsText = h("span", {}, "DDIM steps");
   const stepsLabel = h("label", {}, stepsText, steps);
   sampler.addEventListener("change", () => {
     const [, , defaultSteps, text] = samplers.find(([value]) => value === sampler.value);

@@ -152,11 +152,22 @@ def test_preset_trains_its_recipe_with_given_options_on_top(
     assert {k: config[k] for k in recipe if k != "width"} == {k: v for k, v in recipe.items() if k != "width"}
     assert config["width"] == 0.125 and config["max_steps"] == 2 and config["grayscale"] is True
 
-    # --help names every default; sample's sampler is the grids' default, not the report's 1000 steps.
+    # --help names every default; sample's sampler is the grids' default (DDIM 50), not the report's 1000.
     with pytest.raises(SystemExit):
         main(["sample", "--help"])
-    assert "(default: dpmpp_2m)" in capsys.readouterr().out
+    assert "(default: ddim)" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     shown = capsys.readouterr().out
     assert "digits-quick" in shown and "AdamW learning rate (default: 0.0002)" in " ".join(shown.split())
+
+
+def test_global_options_are_accepted_after_the_subcommand_too(tmp_path: Path) -> None:
+    from ddpm.cli import build_parser
+
+    parser = build_parser()
+    before = parser.parse_args(["--data-dir", str(tmp_path), "train", "--preset", "digits-quick"])
+    after = parser.parse_args(["train", "--preset", "digits-quick", "--data-dir", str(tmp_path)])
+    nested = parser.parse_args(["classifier", "list", "--data-dir", str(tmp_path)])
+    assert before.data_dir == after.data_dir == nested.data_dir == str(tmp_path)
+    assert parser.parse_args(["runs"]).data_dir is None  # absent: DATA_DIR, then ./data

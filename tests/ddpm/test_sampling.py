@@ -97,7 +97,7 @@ def test_progress_counts_network_calls_across_batches(checkpoint: Path) -> None:
 def test_fast_samplers_through_a_checkpoint(checkpoint: Path, spec: SamplerSpec) -> None:
     full, meta = sample_checkpoint(checkpoint, n=6, seed=2, sampler=spec, device="cpu", batch_size=4)
     prefix, _ = sample_checkpoint(checkpoint, n=3, seed=2, sampler=spec, device="cpu", batch_size=3)
-    assert full.shape == (6, 3, 16, 16) and torch.equal(full[:3], prefix)
+    assert full.shape == (6, 1, 16, 16) and torch.equal(full[:3], prefix)
     seen: list[tuple[int, int]] = []
     model, _ = load_model(checkpoint)
     generate_images(model, 5, 0, spec, batch_size=2, image_size=16, progress=lambda d, t: seen.append((d, t)))
