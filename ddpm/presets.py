@@ -1,8 +1,8 @@
 """Named training recipes: TrainConfig keyword arguments that `ddpm train --preset`, POST /train's
 `preset` and the page's Train form share. Torch-free. Explicit options override a preset's.
 
-`digits-quick` is the first run a newcomer makes: measured on a 2-core CPU to give samples that the
-digits classifier recognises (docs/quickstart.md has the measurement and the grid).
+`digits-quick` is the first run a newcomer makes: about 7 minutes of one CPU core. docs/quickstart.md
+has its measurement: grey strokes, many digit-like, but the digits classifier is sure of only ~21%.
 """
 
 from __future__ import annotations

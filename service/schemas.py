@@ -128,7 +128,7 @@ class TrainRequest(BaseModel):
 
     preset: Literal[tuple(TRAIN_PRESETS)] | None = Field(  # type: ignore[valid-type]
         None,
-        description="a named recipe (GET /train/presets); digits-quick: recognisable digits in minutes on a CPU",
+        description="a named recipe (GET /train/presets); digits-quick: a first run, minutes on a CPU",
     )
     arch: ArchName | None = None
     dataset: Annotated[str, Field(max_length=256), AfterValidator(check_dataset)] = "cifar10"
