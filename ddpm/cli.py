@@ -17,6 +17,7 @@ COMMAND_MODULES = ("ddpm.commands", "ddpm.bench.cli", "ddpm.fid.cli", "ddpm.clas
 # Packages above the engine (the service: serve, worker, jobs) register theirs under this entry-point
 # group in pyproject.toml, so the engine never names them.
 COMMAND_GROUP = "ddpm.commands"
+DATA_DIR_HELP = "where datasets, runs, samples and FID files live (env DATA_DIR, default ./data)"
 
 
 def command_modules() -> list[str]:
@@ -29,13 +30,23 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ddpm",
         description="Train, sample and score DDPM UNet variants (the report's architectures and ours).",
     )
-    parser.add_argument(
-        "--data-dir", help="where datasets, runs, samples and FID files live (env DATA_DIR, default ./data)"
-    )
+    parser.add_argument("--data-dir", help=DATA_DIR_HELP)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in command_modules():
         importlib.import_module(module).register(subparsers)
+    _accept_global_options(subparsers)
     return parser
+
+
+def _accept_global_options(subparsers: argparse._SubParsersAction) -> None:
+    """`ddpm train --data-dir X` as well as `ddpm --data-dir X train`: every subcommand (nested ones too)
+    takes the global options; SUPPRESS leaves the value given before the subcommand when absent."""
+    for sub in set(subparsers.choices.values()):
+        if "--data-dir" not in sub._option_string_actions:
+            sub.add_argument("--data-dir", default=argparse.SUPPRESS, help=DATA_DIR_HELP)
+        for action in sub._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _accept_global_options(action)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

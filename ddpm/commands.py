@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from ddpm.errors import CheckpointError, InvalidOption
+from ddpm.limits import GRID_SAMPLER
+from ddpm.presets import TRAIN_PRESETS, preset_names, with_preset
 from ddpm.sampler_cli import DefaultsHelp, add_sampler_arguments, spec_from_args
 from ddpm.settings import data_dir
 
@@ -20,32 +22,50 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     archs.add_argument("--json", action="store_true", help="machine-readable output")
     archs.set_defaults(handler=cmd_archs)
 
-    train = subparsers.add_parser("train", help="train a variant (defaults: the report's CIFAR-10 setup)")
+    train = subparsers.add_parser(
+        "train",
+        help="train a variant (defaults: the report's CIFAR-10 setup; --preset digits-quick: a first run)",
+        formatter_class=DefaultsHelp,
+    )
+    train.add_argument(
+        "--preset",
+        choices=preset_names(),
+        help=f"a named recipe ({', '.join(f'{k}: {_recipe(v)}' for k, v in TRAIN_PRESETS.items())}); "
+        "options given beside it override its values",
+    )
     train.add_argument(
         "--arch",
-        required=True,
-        help="variant or report name (biggan, DDPM_BigGAN), or presets joined by '+' (biggan+anti_aliasing)",
+        help="variant or report name (biggan, DDPM_BigGAN), or presets joined by '+' (biggan+anti_aliasing); "
+        "required unless --preset or --resume names it",
     )
-    train.add_argument("--dataset", default="cifar10", help="cifar10 (default), digits, or folder:<path>")
-    train.add_argument("--epochs", type=int, default=100)
+    train.add_argument("--dataset", default="cifar10", help="cifar10, digits, or folder:<path>")
+    train.add_argument("--epochs", type=int, default=100, help="passes over the data (--max-steps caps them)")
     train.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
-    train.add_argument("--batch-size", type=int, default=128)
-    train.add_argument("--lr", type=float, default=2e-4)
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--batch-size", type=int, default=128, help="images per optimizer step")
+    train.add_argument("--lr", type=float, default=2e-4, help="AdamW learning rate")
+    train.add_argument("--seed", type=int, default=0, help="weight init, batch order, noise")
     train.add_argument(
         "--width", type=float, default=1.0, help="channel multiplier (1.0 = the report's sizes)"
     )
     train.add_argument("--channels", help="explicit stage widths, comma separated (overrides --width's)")
     train.add_argument("--checkpoint-every", type=int, default=10, help="epochs between kept checkpoints")
     train.add_argument("--ema", action="store_true", help="keep an EMA of the weights (decay --ema-decay)")
-    train.add_argument("--ema-decay", type=float, default=0.9999)
+    train.add_argument("--ema-decay", type=float, default=0.9999, help="EMA decay per step")
     train.add_argument(
         "--bf16",
         action="store_true",
         help="bf16 autocast for the network on CUDA (loss and weights stay fp32)",
     )
-    train.add_argument("--image-size", type=int, default=32, help="for folder datasets (digits are upscaled)")
+    train.add_argument(
+        "--image-size", type=int, default=32, help="digits (8x8, upscaled) and folder datasets; cifar10 is 32"
+    )
     train.add_argument("--schedule", default="linear", choices=["linear", "cosine"], help="noise schedule")
+    train.add_argument(
+        "--grayscale",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="one-channel network and images (default: the data set's own: grey for digits)",
+    )
     train.add_argument(
         "--dropout", type=float, help="dropout rate (default: the arch's own; 0.1 for ddpm_original)"
     )
@@ -66,7 +86,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=16,
         help="images in the TensorBoard grid sampled at each kept checkpoint (0: none)",
     )
-    train.set_defaults(handler=cmd_train)
+    # What each option is when not given: options that differ from these override a --preset's values.
+    train.set_defaults(handler=cmd_train, train_defaults={a.dest: a.default for a in train._actions})
 
     sample = subparsers.add_parser(
         "sample",
@@ -80,7 +101,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sample.add_argument("--seed", type=int, default=0, help="image i's noise depends on (seed, i) only")
     sample.add_argument("--n", type=int, default=80, help="number of images (80 = the report's grid)")
     sample.add_argument("--nrow", type=int, default=10, help="images per row")
-    add_sampler_arguments(sample)
+    add_sampler_arguments(sample, default=GRID_SAMPLER)
     sample.add_argument("--batch-size", type=int, default=128, help="images per network call")
     sample.add_argument("--no-ema", action="store_true", help="use the raw weights even if EMA weights exist")
     sample.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
@@ -112,6 +133,17 @@ def cmd_archs(args: argparse.Namespace) -> int:
     return 0
 
 
+# `ddpm train` options that are TrainConfig fields of the same name.
+TRAIN_OPTIONS = (
+    "arch", "dataset", "epochs", "max_steps", "batch_size", "lr", "seed", "width", "channels",
+    "checkpoint_every", "ema", "ema_decay", "bf16", "image_size", "schedule", "dropout", "grayscale",
+)  # fmt: skip
+
+
+def _recipe(options: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in options.items())
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     import os
 
@@ -131,24 +163,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         config = TrainConfig.from_dict(stored)
         run_id = args.resume
     else:
-        config = TrainConfig(
-            arch=args.arch,
-            dataset=args.dataset,
-            epochs=args.epochs,
-            max_steps=args.max_steps,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            seed=args.seed,
-            width=args.width,
-            channels=_parse_channels(args.channels),
-            checkpoint_every=args.checkpoint_every,
-            ema=args.ema,
-            ema_decay=args.ema_decay,
-            bf16=args.bf16,
-            image_size=args.image_size,
-            schedule=args.schedule,
-            dropout=args.dropout,
-        )
+        options = {name: getattr(args, name) for name in TRAIN_OPTIONS}
+        given = {k: v for k, v in options.items() if v != args.train_defaults.get(k)}
+        if args.preset is None and args.arch is None:
+            raise InvalidOption(
+                f"give --arch (`ddpm archs` lists them) or --preset ({', '.join(preset_names())})"
+            )
+        merged = with_preset(args.preset, given)
+        config = TrainConfig(**{**options, **merged, "channels": _parse_channels(merged.get("channels"))})
         run_id = args.run_id
         if run_id and RunDir.of(root, run_id).exists():
             raise InvalidOption(f"run {run_id!r} already exists; pass --resume {run_id} to continue it")
@@ -158,7 +180,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     def show(progress: Any) -> None:
         if not bars:
             bars.append(
-                tqdm(total=progress.total_steps, initial=progress.step - 1, unit="step", file=sys.stderr)
+                tqdm(
+                    total=progress.total_steps,
+                    initial=progress.step - 1,
+                    unit="step",
+                    file=sys.stderr,
+                    delay=1e-9,
+                )
             )
         bar = bars[0]
         bar.n = progress.step
@@ -196,7 +224,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     spec = check_sample_options(args.n, spec_from_args(args), nrow=args.nrow)
     checkpoint = pick_checkpoint(data_dir(args.data_dir), args)
-    bar = tqdm(unit="call", dynamic_ncols=True, file=sys.stderr, desc="sampling")
+    # delay: no frame until the first network call is counted (no stray empty bar before it).
+    bar = tqdm(unit="call", dynamic_ncols=True, file=sys.stderr, desc="sampling", delay=1e-9)
 
     def show(done: int, total: int) -> None:
         bar.total = total

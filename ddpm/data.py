@@ -112,6 +112,13 @@ def load_digits(image_size: int = 32) -> ImageSet:
     return ImageSet("digits", images, default_flip=False, labels=labels, class_names=names)
 
 
+def grey(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, 1, H, W): the mean of the channels (exact for digits, whose three channels are equal)."""
+    if images.shape[1] == 1:
+        return images
+    return images.float().mean(1, keepdim=True).round().to(torch.uint8)
+
+
 def load_image_folder(folder: Path, image_size: int) -> ImageSet:
     """Every image under `folder` (recursively), centre-cropped to a square and resized to image_size."""
     from PIL import Image

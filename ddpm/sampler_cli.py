@@ -10,6 +10,7 @@ from ddpm.limits import (
     DEFAULT_STEPS,
     DPM_SPACINGS,
     HEUN_TIMESTEPS,
+    REPORT_SAMPLER,
     SAMPLER_OPTIONS,
     SAMPLER_STEPS,
     SAMPLERS,
@@ -30,15 +31,16 @@ def _default(sampler: str, option: str) -> object:
     return SAMPLER_OPTIONS[sampler][option]
 
 
-def add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
-    """--sampler, --steps and every sampler option. Each defaults to None ("the sampler's own"), so an
-    option given to a sampler that does not read it is refused rather than ignored."""
+def add_sampler_arguments(parser: argparse.ArgumentParser, default: str = REPORT_SAMPLER) -> None:
+    """--sampler (default `default`), --steps and every sampler option. Each option defaults to None
+    ("the sampler's own"), so an option given to a sampler that does not read it is refused rather than
+    ignored."""
     group = parser.add_argument_group(
         "sampler", "which sampler and its options; an option applies only to the samplers named in its help"
     )
     group.add_argument(
         "--sampler",
-        default="ddpm",
+        default=default,
         choices=SAMPLERS,
         help="ddpm: the report's 1000-step ancestral sampler; ddim; dpmpp_2m: DPM-Solver++(2M); "
         "heun: Karras et al.'s second-order sampler",

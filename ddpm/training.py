@@ -26,11 +26,12 @@ from typing import Any
 import torch
 
 from ddpm.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
-from ddpm.data import check_dataset_name, epoch_order, load_dataset, to_model_range
+from ddpm.data import check_dataset_name, epoch_order, grey, load_dataset, to_model_range
 from ddpm.device import resolve_device
 from ddpm.errors import Cancelled, CheckpointError, InvalidOption
 from ddpm.fastpath import FastPath, fp32_precision, prepare_for_training, to_layout, training_path
 from ddpm.limits import (
+    GRAYSCALE_DATASETS,
     MAX_BATCH,
     MAX_EPOCHS,
     MAX_IMAGE_SIZE,
@@ -84,12 +85,19 @@ class TrainConfig:
     # bf16 autocast for the network's forward and backward (the loss, weights and AdamW stay fp32). Part
     # of the run's arithmetic: recorded in checkpoints, and a resume may not change it.
     bf16: bool = False
+    # One-channel network and data. None: the data set's own (grey for digits, RGB otherwise). A config
+    # written before this option existed trained three channels: `PREDATED` says so for old records.
+    grayscale: bool | None = None
 
     def __post_init__(self) -> None:
         from models import resolve_arch
 
         object.__setattr__(self, "arch", resolve_arch(self.arch))
         check_dataset_name(self.dataset)
+        if self.grayscale is None:
+            object.__setattr__(self, "grayscale", self.dataset in GRAYSCALE_DATASETS)
+        if not isinstance(self.grayscale, bool):
+            raise InvalidOption(f"grayscale must be true, false or unset, got {self.grayscale!r}")
         _check_int("epochs", self.epochs, 1, MAX_EPOCHS)
         if self.max_steps is not None:
             _check_int("max_steps", self.max_steps, 1, MAX_TRAIN_STEPS)
@@ -127,6 +135,8 @@ class TrainConfig:
             options["channels"] = self.channels
         if self.dropout is not None:
             options["dropout"] = self.dropout
+        if self.grayscale:
+            options["in_channels"] = 1
         return options
 
     def to_dict(self) -> dict[str, Any]:
@@ -134,11 +144,18 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """A config as to_dict wrote it (or as a request sent it); an option it predates had the value
+        it had then (PREDATED), else its default."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise InvalidOption(f"unknown training options {unknown}; valid: {sorted(known)}")
-        return cls(**data)
+        return cls(**{**PREDATED, **data})
+
+
+# What a config (a checkpoint's, run.json's) written before an option existed meant by leaving it out,
+# where that is not the option's default: runs before `grayscale` trained three channels on any data.
+PREDATED: dict[str, Any] = {"grayscale": False}
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> None:
@@ -441,7 +458,7 @@ class Trainer:
         fast = training_path(self.device, bf16=cfg.bf16)
         model = prepare_for_training(model, fast)
         return _Parts(
-            images=data.images,
+            images=grey(data.images) if cfg.grayscale else data.images,
             flip=data.default_flip if cfg.flip is None else cfg.flip,
             steps_per_epoch=steps_per_epoch,
             total_steps=total_steps,
@@ -528,7 +545,7 @@ class Trainer:
         # Only how long to train and how often to keep checkpoints may change on resume. An option a
         # checkpoint predates (e.g. bf16) had its default value then.
         may_change = set(RESUMABLE_CHANGES)
-        defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+        defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)} | PREDATED
         differs = sorted(
             k
             for k in mine

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from ddpm.limits import GRID_SAMPLER
 from ddpm.runs import RunDir
 from ddpm.sampler_spec import SamplerSpec
 from ddpm.settings import samples_dir
@@ -118,6 +119,15 @@ class SampleSpec:
             params["nrow"],
             sampler_from_params(params),
         )
+
+
+def checkpoint_samples_link(run_id: str, step: int) -> str:
+    """The report's 8x10 grid (seed 0) of a kept checkpoint, as GET /samples would draw it by default,
+    with the sampler and its steps written out: a link says what it costs and does not change its
+    meaning if a default does."""
+    sampler = SamplerSpec(GRID_SAMPLER)
+    query = {"run": run_id, "checkpoint": step, "seed": 0, "n": 80, "sampler": sampler.sampler}
+    return "/samples?" + urlencode({**query, "steps": sampler.steps})
 
 
 def sampler_from_params(params: dict[str, Any]) -> SamplerSpec:

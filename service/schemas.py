@@ -25,6 +25,7 @@ from pydantic import (
 from ddpm import limits
 from ddpm.errors import InvalidOption
 from ddpm.fid import options as fid_options
+from ddpm.presets import TRAIN_PRESETS, with_preset
 from ddpm.sampler_spec import SamplerSpec
 from jobs.settings import MAX_WAIT_S
 from models import ConfigError, ModelConfig, UnknownArchError, arch_config, resolve_arch
@@ -120,10 +121,15 @@ def check_dataset(spec: str) -> str:
 
 
 class TrainRequest(BaseModel):
-    """Every field but arch defaults to the report's setup (CIFAR-10, 100 epochs, batch 128, AdamW 2e-4)."""
+    """Every field but arch defaults to the report's setup (CIFAR-10, 100 epochs, batch 128, AdamW 2e-4);
+    `preset` fills in a named recipe's values instead (the fields sent beside it override them)."""
 
     model_config = STRICT_BODY
 
+    preset: Literal[tuple(TRAIN_PRESETS)] | None = Field(  # type: ignore[valid-type]
+        None,
+        description="a named recipe (GET /train/presets); digits-quick: a first run, minutes on a CPU",
+    )
     arch: ArchName | None = None
     dataset: Annotated[str, Field(max_length=256), AfterValidator(check_dataset)] = "cifar10"
     epochs: int = Field(100, ge=1, le=limits.MAX_EPOCHS)
@@ -138,6 +144,7 @@ class TrainRequest(BaseModel):
         10, ge=1, le=limits.MAX_EPOCHS, description="epochs between kept checkpoints"
     )
     ema: bool = False
+    ema_decay: float = Field(0.9999, gt=0, lt=1, description="EMA decay per step (with ema)")
     bf16: bool = Field(
         False,
         description="bf16 autocast for the network on CUDA (loss, weights, AdamW stay fp32); fixed per run",
@@ -154,8 +161,19 @@ class TrainRequest(BaseModel):
     image_size: int = Field(
         32, ge=limits.MIN_IMAGE_SIZE, le=limits.MAX_IMAGE_SIZE, description="digits/folder datasets only"
     )
+    grayscale: bool | None = Field(
+        None, description="one-channel network and images (default: the data set's own: grey for digits)"
+    )
     run_id: RunId | None = Field(None, description="name the run (default <arch>-<time>-<random>)")
     resume: bool = Field(False, description="continue run_id from its latest checkpoint")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_in_preset(cls, data: Any) -> Any:
+        """A known preset's values under the fields sent; an unknown one is left to the field's 422."""
+        if isinstance(data, dict) and data.get("preset") in TRAIN_PRESETS and not data.get("resume"):
+            return with_preset(data["preset"], data)
+        return data
 
     # What the chosen variant's network can take, checked field by field so that each 422 is located
     # at the field to change (fields are validated in order: arch, width and dropout come first).
@@ -191,6 +209,10 @@ class TrainRequest(BaseModel):
         if self.resume:
             if self.run_id is None:
                 raise ValueError("resume needs run_id: the run to continue")
+            if self.preset is not None:
+                raise ValueError(
+                    "preset starts a new run; leave it out when resuming (the run keeps its own)"
+                )
         elif self.arch is None:
             raise ValueError('arch is required, e.g. {"arch": "convnext"}; GET /archs lists them')
         if self.dataset == "cifar10" and self.image_size != 32:
@@ -199,7 +221,7 @@ class TrainRequest(BaseModel):
 
     def engine_config(self) -> dict[str, Any]:
         """Keyword arguments of ddpm.training.TrainConfig."""
-        return self.model_dump(exclude={"run_id", "resume"})
+        return self.model_dump(exclude={"run_id", "resume", "preset"})
 
 
 def _network(arch: str, width: float) -> ModelConfig:
@@ -227,6 +249,13 @@ def check_image_size(arch: str, config: ModelConfig, image_size: int) -> None:
 class SampleQuery(SamplerFields):
     model_config = FINITE_QUERY
 
+    # Grids default to the fast sampler (ddpm/limits.py GRID_SAMPLER says why); the report's is one option away.
+    sampler: Literal[limits.SAMPLERS] = Field(
+        limits.GRID_SAMPLER,
+        description=f"default {limits.GRID_SAMPLER} ({limits.DEFAULT_STEPS[limits.GRID_SAMPLER]} steps); "
+        f"{limits.REPORT_SAMPLER}: the report's 1000 ancestral steps; ddim; dpmpp_2m: DPM-Solver++(2M); "
+        "heun: Karras et al.'s second-order sampler",
+    )
     arch: ArchName | None = None
     seed: Seed = 0
     n: int = Field(80, ge=1, le=limits.MAX_SAMPLES, description="images in the grid (80 = the report's)")

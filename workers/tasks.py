@@ -17,7 +17,7 @@ from typing import Any
 from celery import Task
 
 from jobs.records import ANALYSIS, CANCELLED, CLASSIFIER, FID, SAMPLE, SUCCEEDED, TASK_NAMES, TRAIN
-from jobs.specs import CheckpointRef, sampler_from_params
+from jobs.specs import CheckpointRef, checkpoint_samples_link, sampler_from_params
 from jobs.store import JobStore
 from workers.app import app, job_store, publish_job, settings
 from workers.batching import run_sampling
@@ -143,8 +143,7 @@ def run_training(job: dict[str, Any], report: JobReporter) -> Outcome:
         throughput.flush()
         tensorboard.close()
     checkpoints = [
-        {**c, "links": {"samples": f"/samples?run={run_id}&checkpoint={c['step']}&seed=0&n=80"}}
-        for c in result.checkpoints
+        {**c, "links": {"samples": checkpoint_samples_link(run_id, c["step"])}} for c in result.checkpoints
     ]
     done = result.status == SUCCEEDED
     last = f"; its last checkpoint is step {checkpoints[-1]['step']}" if checkpoints else ""

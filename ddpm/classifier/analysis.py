@@ -126,7 +126,10 @@ def _classify(
     progress: PhaseProgress | None,
 ) -> tuple[torch.Tensor, dict[str, Any], list[list[dict[str, Any]]], bytes]:
     net, meta = load_classifier(ClassifierDir.of(data_dir, record["name"]).weights_path, device)
-    probabilities = class_probabilities(net, images, batch_size, device, _phase(progress, "classifying"))
+    # A grey model's samples for a classifier of three equal channels (options.mismatch allows it).
+    wanted = int(record.get("channels", 3))
+    shown = images.expand(-1, wanted, -1, -1) if images.shape[1] == 1 and wanted != 1 else images
+    probabilities = class_probabilities(net, shown, batch_size, device, _phase(progress, "classifying"))
     summary = summarise(probabilities.numpy(), meta["class_names"], dataset_counts(record), threshold)
     rows = confident_rows(probabilities, per_class)
     return probabilities, summary, rows, rows_png(images, rows, per_class)

@@ -184,7 +184,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     def show(progress: Any) -> None:
         if not bars:
             bars.append(
-                tqdm(total=progress.total_steps, initial=progress.step - 1, unit="step", file=sys.stderr)
+                tqdm(
+                    total=progress.total_steps,
+                    initial=progress.step - 1,
+                    unit="step",
+                    file=sys.stderr,
+                    delay=1e-9,
+                )
             )
         bar = bars[0]
         bar.n = progress.step

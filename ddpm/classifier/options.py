@@ -73,7 +73,8 @@ def mismatch(record: dict[str, Any], dataset: str, image_size: int, channels: in
         return (
             f"classifier {record.get('name')!r} takes {record.get('image_size')}px images, not {image_size}px"
         )
-    if record.get("channels", 3) != channels:
+    # Grey images are what a three-channel classifier of the same data set sees with equal channels.
+    if record.get("channels", 3) != channels and not (channels == 1 and record.get("channels", 3) == 3):
         return (
             f"classifier {record.get('name')!r} takes {record.get('channels')}-channel images, not {channels}"
         )

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Query
 
 from ddpm.runs import UNREADABLE, RunDir, UnreadableRun, readable_runs
 from jobs.settings import MAX_LOSS_POINTS
+from jobs.specs import checkpoint_samples_link
 from jobs.store import JobStore
 from service.checkpoints import existing_run
 from service.deps import SettingsDep, StoreDep
@@ -60,7 +61,7 @@ def run_detail(
         {
             **entry,
             "time": iso(entry.get("time")),
-            "links": {"samples": f"/samples?run={run_id}&checkpoint={entry['step']}&seed=0&n=80"},
+            "links": {"samples": checkpoint_samples_link(run_id, entry["step"])},
         }
         for entry in record.get("checkpoints", [])
         if entry.get("step") in on_disk

@@ -5,6 +5,7 @@ from typing import Any
 from fastapi import APIRouter, Response
 
 from ddpm.limits import RESUMABLE_CHANGES
+from ddpm.presets import DEFAULT_PRESET, TRAIN_PRESETS
 from ddpm.runs import FAILED, QUEUED, RunDir, new_run_id, run_record
 from jobs.records import TRAIN
 from service.checkpoints import existing_run
@@ -14,6 +15,11 @@ from service.schemas import Accepted, TrainRequest, job_links
 from service.submit import submit
 
 router = APIRouter(tags=["train"])
+
+
+@router.get("/train/presets", summary="the named training recipes POST /train's preset takes")
+def training_presets() -> dict[str, Any]:
+    return {"default": DEFAULT_PRESET, "presets": TRAIN_PRESETS}
 
 
 @router.post(

@@ -10,7 +10,7 @@ export function samplingFields() {
   const n = h("input", { type: "number", name: "n", min: "1", max: "1000", step: "1", value: "20", required: true });
   const nrow = h("input", { type: "number", name: "nrow", min: "1", max: "1000", step: "1", value: "10" });
   // Each sampler's step count is its own (network calls for ddim and dpmpp_2m, noise levels for heun);
-  // ddpm always runs the report's 1000.
+  // ddpm always runs the report's 1000. The first is the default, as for GET /samples and `ddpm sample`.
   const samplers = [
     ["ddim", "DDIM", 50, "DDIM steps"],
     ["dpmpp_2m", "DPM-Solver++(2M)", 20, "DPM-Solver++ steps"],

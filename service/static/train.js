@@ -39,7 +39,7 @@ export function trainView() {
   let built = false;
 
   async function build() {
-    const [schema, archs] = await Promise.all([json("/openapi.json"), json("/archs")]);
+    const [schema, archs, recipes] = await Promise.all([json("/openapi.json"), json("/archs"), json("/train/presets")]);
     const properties = schema.components.schemas.TrainRequest.properties;
     const archList = h("datalist", { id: "arch-names" }, archs.map((arch) => h("option", { value: arch.name }, arch.report_name)));
     const datasetList = h("datalist", { id: "dataset-names" }, DATASETS.map((name) => h("option", { value: name })));
@@ -47,8 +47,10 @@ export function trainView() {
       fields,
       archList,
       datasetList,
+      presetField(recipes, properties),
       FIELDS.map(([name, label]) => field(name, label, properties[name] ?? {})),
     );
+    applyPreset(form, recipes.presets[recipes.default], properties);
     built = true;
   }
 
@@ -76,6 +78,38 @@ export function trainView() {
   }
 
   return { id: "train", title: "Train", element, show };
+}
+
+/** The recipe select: a named preset (GET /train/presets; the default first) or the report's setup. */
+function presetField(recipes, properties) {
+  const names = [recipes.default, ...Object.keys(recipes.presets).filter((name) => name !== recipes.default)];
+  const control = h(
+    "select",
+    { name: "preset" },
+    names.map((name) => h("option", { value: name, selected: name === recipes.default }, name)),
+    h("option", { value: "" }, "none: the report's setup (CIFAR-10, 100 epochs)"),
+  );
+  control.dataset.kind = "string";
+  control.dataset.optional = "yes";
+  control.addEventListener("change", () => applyPreset(control.form, recipes.presets[control.value], properties));
+  return h(
+    "label.field",
+    { title: properties.preset?.description ?? "" },
+    h("span.label", {}, "Recipe"),
+    control,
+    h("span.field-error", { dataset: { for: "preset" }, "aria-live": "polite" }),
+  );
+}
+
+/** Shows a preset's values in the form (the API's defaults for what it leaves out, or for no preset). */
+function applyPreset(form, preset, properties) {
+  for (const [name] of FIELDS) {
+    const control = form.querySelector(`[name="${name}"]`);
+    if (!control) continue;
+    const value = preset && name in preset ? preset[name] : properties[name]?.default;
+    if (control.type === "checkbox") control.checked = value === true;
+    else control.value = value === null || value === undefined ? "" : String(value);
+  }
 }
 
 /** A labelled control for one TrainRequest property: its type, bounds, default and help. */

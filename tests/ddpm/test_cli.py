@@ -74,13 +74,17 @@ def test_train_then_sample_on_digits(data_dir: Path, capsys: pytest.CaptureFixtu
             "unknown dataset 'mnist'; valid: cifar10, digits",
         ),
         (["train", "--arch", "baseline", "--max-steps", "1"], "CIFAR-10 is not in"),
+        (
+            ["train", "--dataset", "digits"],
+            "give --arch (`ddpm archs` lists them) or --preset (digits-quick)",
+        ),
         (["sample", "--arch", "biggan", "--out", "x.png"], "no checkpoint of biggan"),
         (["sample", "--arch", "biggan", "--n", "0", "--out", "x.png"], "n must be an integer in [1, 50000]"),
         (["sample", "--arch", "nope", "--out", "x.png"], "unknown arch 'nope'"),
         (["sample", "--run", "missing", "--out", "x.png"], "no run 'missing'"),
         (["sample", "--run", "../etc", "--out", "x.png"], "invalid run id"),
         (
-            ["sample", "--arch", "biggan", "--steps", "50", "--out", "x.png"],
+            ["sample", "--arch", "biggan", "--sampler", "ddpm", "--steps", "50", "--out", "x.png"],
             "always runs 1000 steps, got steps=50",
         ),
         (
@@ -132,3 +136,38 @@ def test_png_is_a_real_png(data_dir: Path) -> None:
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     with Image.open(io.BytesIO(data)) as image:
         image.verify()
+
+
+def test_preset_trains_its_recipe_with_given_options_on_top(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ddpm.presets import TRAIN_PRESETS
+    from ddpm.runs import RunDir
+
+    argv = ("train", "--preset", "digits-quick", "--width", "0.125", "--max-steps", "2", "--run-id", "quick")
+    code, out, err = _run(capsys, *argv, "--no-tensorboard")
+    assert code == 0, err
+    config = RunDir.of(data_dir, "quick").read()["train_config"]
+    recipe = TRAIN_PRESETS["digits-quick"]
+    assert {k: config[k] for k in recipe if k != "width"} == {k: v for k, v in recipe.items() if k != "width"}
+    assert config["width"] == 0.125 and config["max_steps"] == 2 and config["grayscale"] is True
+
+    # --help names every default; sample's sampler is the grids' default (DDIM 50), not the report's 1000.
+    with pytest.raises(SystemExit):
+        main(["sample", "--help"])
+    assert "(default: ddim)" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    shown = capsys.readouterr().out
+    assert "digits-quick" in shown and "AdamW learning rate (default: 0.0002)" in " ".join(shown.split())
+
+
+def test_global_options_are_accepted_after_the_subcommand_too(tmp_path: Path) -> None:
+    from ddpm.cli import build_parser
+
+    parser = build_parser()
+    before = parser.parse_args(["--data-dir", str(tmp_path), "train", "--preset", "digits-quick"])
+    after = parser.parse_args(["train", "--preset", "digits-quick", "--data-dir", str(tmp_path)])
+    nested = parser.parse_args(["classifier", "list", "--data-dir", str(tmp_path)])
+    assert before.data_dir == after.data_dir == nested.data_dir == str(tmp_path)
+    assert parser.parse_args(["runs"]).data_dir is None  # absent: DATA_DIR, then ./data

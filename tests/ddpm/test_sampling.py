@@ -21,7 +21,7 @@ from tests.conftest import TINY_WIDTH
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny pure_unet trained 2 steps on digits (16x16), with EMA weights."""
+    """A tiny pure_unet trained 2 steps on digits (16x16, grey: one channel), with EMA weights."""
     root = tmp_path_factory.mktemp("data")
     config = TrainConfig(
         arch="pure_unet",
@@ -61,7 +61,7 @@ def test_batch_size_and_n_do_not_change_an_image(checkpoint: Path) -> None:
 
 def test_ddpm_sampler_runs_and_stochastic_ddim_differs_from_deterministic(checkpoint: Path) -> None:
     images, meta = sample_checkpoint(checkpoint, n=2, seed=0, sampler="ddpm", device="cpu")
-    assert images.shape == (2, 3, 16, 16) and images.dtype == torch.uint8
+    assert images.shape == (2, 1, 16, 16) and images.dtype == torch.uint8  # digits are grey
     assert meta["weights"] == "ema", "a run with EMA samples from the EMA weights"
     assert _sample(checkpoint, eta=1.0) != _sample(checkpoint, eta=0.0)
 
@@ -70,7 +70,7 @@ def test_grid_layout_matches_nrow(checkpoint: Path) -> None:
     png = _sample(checkpoint, n=6)
     with Image.open(io.BytesIO(png)) as image:
         assert image.size == grid_size(6, 4, 16) == (4 * 18 + 2, 2 * 18 + 2)
-        assert image.mode == "RGB"
+        assert image.mode == "L"  # a grey model's grid is a grey PNG
     assert grid_size(80, 10) == (342, 274), "the report's 8x10 grid of 32x32 images"
 
 
@@ -97,7 +97,7 @@ def test_progress_counts_network_calls_across_batches(checkpoint: Path) -> None:
 def test_fast_samplers_through_a_checkpoint(checkpoint: Path, spec: SamplerSpec) -> None:
     full, meta = sample_checkpoint(checkpoint, n=6, seed=2, sampler=spec, device="cpu", batch_size=4)
     prefix, _ = sample_checkpoint(checkpoint, n=3, seed=2, sampler=spec, device="cpu", batch_size=3)
-    assert full.shape == (6, 3, 16, 16) and torch.equal(full[:3], prefix)
+    assert full.shape == (6, 1, 16, 16) and torch.equal(full[:3], prefix)
     seen: list[tuple[int, int]] = []
     model, _ = load_model(checkpoint)
     generate_images(model, 5, 0, spec, batch_size=2, image_size=16, progress=lambda d, t: seen.append((d, t)))

@@ -408,3 +408,30 @@ def test_bf16_autocast_is_a_recorded_training_option_that_resume_keeps(folder_da
     assert train(_config(max_steps=3), folder_data, run_id="fp32", device="cpu").step == 3
     with pytest.raises(InvalidOption, match="bf16 must be true or false"):
         _config(bf16="yes")
+
+
+def test_grey_data_trains_a_one_channel_network_and_old_runs_stay_rgb(folder_data: Path) -> None:
+    """digits are grey by default (one channel in, one out); any data set may ask for it; a run
+    recorded before the option existed was a three-channel run and resumes as one."""
+    assert _config("digits").grayscale is True and _config().grayscale is False
+    assert _config("digits", grayscale=False).model_options().get("in_channels", 3) == 3
+
+    train(_config(max_steps=2, grayscale=True), folder_data, run_id="grey", device="cpu")
+    state = _state(folder_data, "grey")
+    assert state.meta["model_config"]["in_channels"] == 1 and state.meta["train_config"]["grayscale"] is True
+    model, _ = load_model(RunDir.of(folder_data, "grey").latest_path)
+    assert model(torch.randn(2, 1, 16, 16), torch.tensor([5, 900])).shape == (2, 1, 16, 16)
+
+    train(_config(max_steps=2), folder_data, run_id="old", device="cpu")
+    run = RunDir.of(folder_data, "old")
+    old = _state(folder_data, "old")
+    del old.meta["train_config"]["grayscale"]
+    save_checkpoint(run.latest_path, old)
+    stored = {k: v for k, v in run.read()["train_config"].items() if k != "grayscale"}
+    resumed = TrainConfig.from_dict({**stored, "max_steps": 3})
+    assert resumed.grayscale is False
+    assert train(resumed, folder_data, run_id="old", device="cpu").step == 3
+    with pytest.raises(InvalidOption, match=r"different \['grayscale'\]"):
+        train(_config(max_steps=4, grayscale=True), folder_data, run_id="old", device="cpu")
+    with pytest.raises(InvalidOption, match="grayscale must be true, false or unset"):
+        _config(grayscale="yes")

@@ -57,3 +57,25 @@ def test_bf16_is_a_training_option_and_a_run_that_predates_it_resumes(
     assert idle_client.delete(f"/jobs/{same.json()['job_id']}").status_code in (200, 202)
     changed = idle_client.post("/train", json={"run_id": run.run_id, "resume": True, "bf16": True})
     assert changed.status_code == 422 and "bf16" in changed.text
+
+
+def test_a_preset_fills_in_its_recipe_under_the_fields_sent(idle_client: TestClient) -> None:
+    from ddpm.presets import TRAIN_PRESETS
+
+    listed = idle_client.get("/train/presets").json()
+    assert listed == {"default": "digits-quick", "presets": TRAIN_PRESETS}
+    recipe = TRAIN_PRESETS["digits-quick"]
+
+    response = idle_client.post("/train", json={"preset": "digits-quick", "lr": 1e-3, "max_steps": 2})
+    assert response.status_code == 202, response.text
+    accepted = response.json()
+    assert accepted["run_id"].startswith("baseline-")
+    config = idle_client.get(f"/jobs/{accepted['job_id']}").json()["params"]["config"]
+    assert {k: config[k] for k in recipe} == {**recipe, "lr": 1e-3}
+    assert config["max_steps"] == 2 and "preset" not in config
+    assert idle_client.delete(f"/jobs/{accepted['job_id']}").status_code in (200, 202)
+
+    unknown = idle_client.post("/train", json={"preset": "mnist-quick"})
+    assert unknown.status_code == 422 and "digits-quick" in unknown.text
+    resumed = idle_client.post("/train", json={"preset": "digits-quick", "run_id": "x", "resume": True})
+    assert resumed.status_code == 422 and "leave it out when resuming" in resumed.text
