@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     # workers' sweep publishes it again (jobs/orphans.py), up to max_attempts times, then fails it.
     orphan_after_s: float = Field(60, gt=0)
     sample_batch_size: int = Field(128, ge=1, le=4096)
+    # CPU threads of a worker's pool process for torch (intra-op) and BLAS (FID's statistics and
+    # distance), set when the process starts (workers/app.py) rather than left to whatever a forked
+    # pool inherits. None: the cores this process may run on. On a machine shared with other work,
+    # fewer threads than cores avoid threads spinning against each other (docs/performance.md).
+    threads: int | None = Field(None, ge=1, le=1024)
     # Request batching (workers/batching.py): a sampling job waits this long for others with the same
     # checkpoint and sampler settings to join its batches; 0 turns batching off.
     batch_window_s: float = Field(0.1, ge=0, le=10)

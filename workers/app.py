@@ -87,6 +87,25 @@ def _check_device(**_: Any) -> None:
     print(f"DDPM_DEVICE={requested}: {_describe(report)}", file=sys.stderr, flush=True)
 
 
+@signals.worker_process_init.connect
+def _set_threads(**_: Any) -> None:
+    """Each pool process sets its thread counts itself: a forked child keeps its parent's OpenMP state
+    or none, depending on what the parent had loaded, and that is not a setting anyone chose."""
+    log.info("pool process %s: %s", os.getpid(), apply_threads(settings.threads))
+
+
+def apply_threads(threads: int | None) -> str:
+    """torch's intra-op threads and the BLAS pools (numpy/scipy) to `threads` (None: this process's
+    cores); says what was set."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    count = threads or len(os.sched_getaffinity(0))
+    torch.set_num_threads(count)
+    threadpool_limits(count, user_api="blas")  # stays in force: the limiter is not used as a context
+    return f"{count} torch and BLAS threads ({'DDPM_THREADS' if threads else 'the cores it may use'})"
+
+
 def _describe(report: DeviceReport) -> str:
     text = f"jobs run on {report.device} ({report.name}, torch {report.torch})"
     return f"{text}; {report.note}" if report.note else text
