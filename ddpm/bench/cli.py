@@ -86,6 +86,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fid.add_argument("--fid-dataset", default="digits", help="the reference images' data set (digits)")
     fid.add_argument("--fid-batch", type=int, default=50, help="batch of sampling and Inception (50)")
     fid.add_argument(
+        "--fid-inception",
+        choices=["fast", "eager"],
+        default="fast",
+        help="the network of the job's feature phases: the FID fast path (what jobs run) or pytorch-fid's "
+        "module as it is (the figures before the fast path)",
+    )
+    fid.add_argument(
         "--fid-checkpoint",
         type=Path,
         help="a checkpoint to sample (default: an untrained one of the first --archs at --width)",
@@ -280,6 +287,7 @@ def _bench_fid(args: argparse.Namespace, device: torch.device) -> int:
         data_dir(),
         args.fid_batch,
         args.pairs,
+        fast_inception=args.fid_inception == "fast",
     )
     print(format_fid_bench(result))
     if args.json:

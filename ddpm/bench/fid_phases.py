@@ -106,6 +106,7 @@ def job_phases(
     batch: int,
     device: torch.device,
     yardstick: MatmulYardstick,
+    fast_inception: bool = True,
 ) -> dict[str, Any]:
     """Each phase of an FID job at N = n once, with the rate measured right before it."""
     from ddpm.checkpoints import read_meta
@@ -116,7 +117,7 @@ def job_phases(
 
     meta = read_meta(checkpoint)
     image_size = int(meta.get("train_config", {}).get("image_size", 32))
-    model = load_inception(device)
+    model = load_inception(device, fast=fast_inception)
     real = load_dataset(dataset, data_dir, reference_size(dataset, image_size)).images[:n]
     rates: list[float] = []
 
@@ -147,7 +148,14 @@ def job_phases(
     # Each phase against the product timed right before it (a neighbour's load slows both).
     records = {name: work.as_record(rate) for (name, work), rate in zip(works.items(), rates, strict=True)}
     summary = phase_records({}, stats.median(rates))
-    return {**summary, "phases": records, "n": n, "sampler": spec.describe(), "checkpoint": str(checkpoint)}
+    return {
+        **summary,
+        "phases": records,
+        "n": n,
+        "sampler": spec.describe(),
+        "checkpoint": str(checkpoint),
+        "inception": "fast" if fast_inception else "eager",
+    }
 
 
 def run_fid_bench(
@@ -163,11 +171,12 @@ def run_fid_bench(
     data_dir: Path,
     batch: int,
     pairs: int,
+    fast_inception: bool = True,
 ) -> dict[str, Any]:
     inception = inception_rows(device, yardstick, batch, pairs)
     with tempfile.TemporaryDirectory(prefix="bench-fid-") as folder:
         path = checkpoint or fresh_checkpoint(Path(folder), arch, width, image_size, dataset)
-        phases = job_phases(path, n, spec, dataset, data_dir, batch, device, yardstick)
+        phases = job_phases(path, n, spec, dataset, data_dir, batch, device, yardstick, fast_inception)
     return {"inception": inception, "job": phases}
 
 
@@ -186,7 +195,8 @@ def format_fid_bench(result: dict[str, Any]) -> str:
     job = result["job"]
     lines += [
         "",
-        f"FID job phases, N = {job['n']}, {job['sampler']} (rate median {job['matmul_gflops']:.0f} GFLOP/s):",
+        f"FID job phases, N = {job['n']}, {job['sampler']}, {job['inception']} Inception (rate median "
+        f"{job['matmul_gflops']:.0f} GFLOP/s):",
         "| phase | images | seconds | images/s | GFLOP/img | fraction |",
         "|---|---:|---:|---:|---:|---:|",
     ]
