@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,6 +35,8 @@ class Settings(BaseSettings):
     # Redis keys and the Celery queue; tests give each session its own to share one Redis safely.
     key_prefix: str = Field("ddpm", pattern=r"^[A-Za-z0-9_.:-]+$")
     queue: str = Field("gpu", pattern=r"^[A-Za-z0-9_.-]+$")
+    # Which of the two queues a worker consumes (jobs/publish.py): all (both), train, or interactive.
+    consume: Literal["all", "train", "interactive"] = "all"
 
     # Workers
     device: str = "auto"  # auto: CUDA when present, else CPU

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from jobs import telemetry
-from jobs.publish import queue_lists
+from jobs.publish import consumed_queues, queue_lists
 from jobs.records import CLASSIFIER, KINDS, RUNNING, STATES, TERMINAL_STATES, TRAIN
 from jobs.registry import WorkerRegistry
 from jobs.settings import Settings
@@ -120,7 +120,8 @@ def _families(store: JobStore, settings: Settings) -> Iterator[Metric]:
         "Messages waiting in the broker queue (not yet taken by a worker)",
         labels=["queue"],
     )
-    depth.add_metric([settings.queue], queue_depth(store, settings.queue))
+    for queue in consumed_queues(settings.queue, "all"):  # trainings' and interactive jobs' queues
+        depth.add_metric([queue], queue_depth(store, queue))
     yield depth
 
     workers = GaugeMetricFamily(

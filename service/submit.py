@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ddpm.storage import relative_to_volume
-from jobs.publish import JobQueue
+from jobs.publish import JobQueue, queue_for
 from jobs.records import ACTIVE_STATES
 from jobs.store import JobStore
 from service.errors import Unavailable, redact
@@ -33,7 +33,7 @@ def submit(
     """
     # The queue is recorded so a worker that re-queues the job (its first worker died) publishes it
     # where this API sent it.
-    extra = {"queue": queue.settings.queue, **({"run_id": run_id} if run_id else {})}
+    extra = {"queue": queue_for(kind, queue.settings.queue), **({"run_id": run_id} if run_id else {})}
     job_id, created = store.create(
         kind, params, lock=lock, join_states=join_states, replace=replace, extra=extra
     )
