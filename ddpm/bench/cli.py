@@ -259,7 +259,7 @@ def _bench_fid(args: argparse.Namespace, device: torch.device) -> int:
 
     import models
     from ddpm.bench import measure
-    from ddpm.bench.fid_phases import format_fid_bench, run_fid_bench
+    from ddpm.bench.fid_phases import format_job, run_fid_bench
     from ddpm.errors import InvalidOption
     from ddpm.sampler_cli import parse_sampler_list
     from ddpm.settings import data_dir
@@ -289,7 +289,7 @@ def _bench_fid(args: argparse.Namespace, device: torch.device) -> int:
         args.pairs,
         fast_inception=args.fid_inception == "fast",
     )
-    print(format_fid_bench(result))
+    print(format_job(result["job"]))
     if args.json:
         args.json.write_text(json.dumps({"device": str(device), **result}, indent=2))
     error = result["inception"][-1]["max_rel_error"]

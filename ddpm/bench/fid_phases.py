@@ -174,27 +174,30 @@ def run_fid_bench(
     fast_inception: bool = True,
 ) -> dict[str, Any]:
     inception = inception_rows(device, yardstick, batch, pairs)
+    print(format_inception(inception), "\n", flush=True)  # the job's phases take minutes
     with tempfile.TemporaryDirectory(prefix="bench-fid-") as folder:
         path = checkpoint or fresh_checkpoint(Path(folder), arch, width, image_size, dataset)
         phases = job_phases(path, n, spec, dataset, data_dir, batch, device, yardstick, fast_inception)
     return {"inception": inception, "job": phases}
 
 
-def format_fid_bench(result: dict[str, Any]) -> str:
+def format_inception(rows: list[dict[str, Any]]) -> str:
     lines = [
         "Inception (pytorch-fid, pool3), fraction of the yardstick rate:",
         "| path | batch | images/s | GFLOP/img | fraction | max rel. err |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for row in result["inception"]:
+    for row in rows:
         error = "-" if row["max_rel_error"] is None else f"{row['max_rel_error']:.1e}"
         lines.append(
             f"| {row['path']} | {row['batch']} | {row['images_per_s']:.2f} | {row['gflop_per_image']:.2f} | "
             f"{row['fraction']:.2f} | {error} |"
         )
-    job = result["job"]
-    lines += [
-        "",
+    return "\n".join(lines)
+
+
+def format_job(job: dict[str, Any]) -> str:
+    lines = [
         f"FID job phases, N = {job['n']}, {job['sampler']}, {job['inception']} Inception (rate median "
         f"{job['matmul_gflops']:.0f} GFLOP/s):",
         "| phase | images | seconds | images/s | GFLOP/img | fraction |",
