@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     # pool inherits. None: the cores this process may run on. On a machine shared with other work,
     # fewer threads than cores avoid threads spinning against each other (docs/performance.md).
     threads: int | None = Field(None, ge=1, le=1024)
+    # Networks a worker keeps between jobs (the last checkpoints' and FID's Inception: ddpm/model_cache.py),
+    # in MiB of parameters; the report's UNets are 55-150 MiB each, Inception 91 MiB. 0 keeps none.
+    model_cache_mb: int = Field(1024, ge=0, le=1_000_000)
     # Request batching (workers/batching.py): a sampling job waits this long for others with the same
     # checkpoint and sampler settings to join its batches; 0 turns batching off.
     batch_window_s: float = Field(0.1, ge=0, le=10)

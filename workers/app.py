@@ -96,6 +96,9 @@ def _set_threads(**_: Any) -> None:
     """Each pool process sets its thread counts itself: a forked child keeps its parent's OpenMP state
     or none, depending on what the parent had loaded, and that is not a setting anyone chose."""
     log.info("pool process %s: %s", os.getpid(), apply_threads(settings.threads))
+    from ddpm.model_cache import set_budget_mb
+
+    set_budget_mb(settings.model_cache_mb)  # networks kept between jobs
 
 
 def apply_threads(threads: int | None) -> str:

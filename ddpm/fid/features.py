@@ -25,6 +25,7 @@ from ddpm.fid.errors import FidUnavailable
 from ddpm.fid.inception import FastInception
 from ddpm.fid.options import FEATURE_DIMS
 from ddpm.fid.weights import ensure_weights
+from ddpm.model_cache import file_key, process_cache
 
 Progress = Callable[[int, int], None]
 
@@ -32,9 +33,14 @@ Progress = Callable[[int, int], None]
 def load_inception(device: torch.device | str = "cpu", fast: bool = True) -> torch.nn.Module:
     """pytorch-fid's FID InceptionV3 (pool3), its weights built offline first when missing: run on the
     fast path (`ddpm.fid.inception.FastInception`, features within 1e-5) or, `fast=False`, as it is."""
-    ensure_weights()
-    model = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[FEATURE_DIMS]]).eval()
-    return (FastInception(model) if fast else model).to(device).eval()
+    weights = ensure_weights().path
+
+    def load() -> tuple[torch.nn.Module, dict]:
+        model = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[FEATURE_DIMS]]).eval()
+        return (FastInception(model) if fast else model).to(device).eval(), {}
+
+    # Kept between jobs by a worker (ddpm/model_cache.py): loading and folding take seconds.
+    return process_cache().get(file_key(weights, "inception", str(device), fast), load)[0]
 
 
 def as_rgb_uint8(images: torch.Tensor) -> torch.Tensor:
