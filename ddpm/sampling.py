@@ -24,6 +24,7 @@ from ddpm.device import resolve_device
 from ddpm.errors import InvalidOption
 from ddpm.fastpath import FastPath, InferenceRunner, sampling_path
 from ddpm.limits import MAX_NROW, MAX_SAMPLES
+from ddpm.model_cache import file_key, process_cache
 from ddpm.sampler_spec import SamplerSpec
 from ddpm.samplers import ImageNoise, sample
 from ddpm.schedule import make_schedule
@@ -208,7 +209,7 @@ def sample_checkpoint_many(
     for _, n in requests:
         check_sample_options(n, spec)
     torch_device = resolve_device(device)
-    model, meta = load_model(checkpoint, torch_device, prefer_ema=prefer_ema)
+    model, meta = _load(checkpoint, torch_device, prefer_ema)
     train_config = meta.get("train_config", {})
     images = generate_many(
         model,
@@ -223,6 +224,15 @@ def sample_checkpoint_many(
         progress=progress,
     )
     return images, meta
+
+
+def _load(checkpoint: Path, device: torch.device, prefer_ema: bool) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The checkpoint's network, kept between jobs by a worker (ddpm/model_cache.py)."""
+    try:
+        key = file_key(checkpoint, "unet", str(device), prefer_ema)
+    except OSError:  # missing or unreadable: load_model says so as a CheckpointError
+        return load_model(checkpoint, device, prefer_ema=prefer_ema)
+    return process_cache().get(key, lambda: load_model(checkpoint, device, prefer_ema=prefer_ema))
 
 
 def write_grid(path: Path, images: torch.Tensor, nrow: int = 10) -> bytes:

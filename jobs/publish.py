@@ -8,13 +8,33 @@ from typing import Any
 
 from celery import Celery
 
-from jobs.records import TASK_NAMES
+from jobs.records import CLASSIFIER, TASK_NAMES, TRAIN
 from jobs.settings import Settings
 
 # kombu's Redis transport keeps a queue's messages in one list per priority step: the bare name for
 # priority 0 (what we publish), "<queue>\x06\x16<p>" for the others.
 KOMBU_PRIORITY_SEP = "\x06\x16"
 KOMBU_PRIORITY_STEPS = (3, 6, 9)
+
+
+# Trainings run for hours; a grid or an FID request must not wait behind one. So they go to two queues,
+# `<DDPM_QUEUE>` for the long kinds and `<DDPM_QUEUE>.interactive` for the rest (sampling, FID,
+# analyses), and `ddpm serve` and the compose file run one consumer of each on the same device. A worker
+# consumes both by default (DDPM_CONSUME=all), so a deployment with one worker still runs every kind.
+LONG_KINDS = frozenset({TRAIN, CLASSIFIER})
+INTERACTIVE_SUFFIX = ".interactive"
+
+
+def queue_for(kind: str, base: str) -> str:
+    """The queue a job of `kind` is published to, under the deployment's queue name `base`."""
+    return base if kind in LONG_KINDS else base + INTERACTIVE_SUFFIX
+
+
+def consumed_queues(base: str, consume: str) -> list[str]:
+    """What a worker with DDPM_CONSUME=`consume` (all, train, interactive) reads (kombu takes turns
+    between the queues of a worker that reads both)."""
+    queues = {"train": [base], "interactive": [base + INTERACTIVE_SUFFIX]}
+    return queues.get(consume, [base + INTERACTIVE_SUFFIX, base])
 
 
 def queue_lists(queue: str) -> list[str]:
@@ -62,5 +82,5 @@ class JobQueue:
         )
 
     def enqueue(self, kind: str, job_id: str, queue: str | None = None) -> None:
-        """Publish the job to `queue`, default this process's."""
-        publish(self.celery, kind, job_id, queue or self.settings.queue)
+        """Publish the job to `queue`, default its kind's queue under this process's DDPM_QUEUE."""
+        publish(self.celery, kind, job_id, queue or queue_for(kind, self.settings.queue))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,6 +35,8 @@ class Settings(BaseSettings):
     # Redis keys and the Celery queue; tests give each session its own to share one Redis safely.
     key_prefix: str = Field("ddpm", pattern=r"^[A-Za-z0-9_.:-]+$")
     queue: str = Field("gpu", pattern=r"^[A-Za-z0-9_.-]+$")
+    # Which of the two queues a worker consumes (jobs/publish.py): all (both), train, or interactive.
+    consume: Literal["all", "train", "interactive"] = "all"
 
     # Workers
     device: str = "auto"  # auto: CUDA when present, else CPU
@@ -48,6 +51,14 @@ class Settings(BaseSettings):
     # workers' sweep publishes it again (jobs/orphans.py), up to max_attempts times, then fails it.
     orphan_after_s: float = Field(60, gt=0)
     sample_batch_size: int = Field(128, ge=1, le=4096)
+    # CPU threads of a worker's pool process for torch (intra-op) and BLAS (FID's statistics and
+    # distance), set when the process starts (workers/app.py) rather than left to whatever a forked
+    # pool inherits. None: the cores this process may run on. On a machine shared with other work,
+    # fewer threads than cores avoid threads spinning against each other (docs/performance.md).
+    threads: int | None = Field(None, ge=1, le=1024)
+    # Networks a worker keeps between jobs (the last checkpoints' and FID's Inception: ddpm/model_cache.py),
+    # in MiB of parameters; the report's UNets are 55-150 MiB each, Inception 91 MiB. 0 keeps none.
+    model_cache_mb: int = Field(1024, ge=0, le=1_000_000)
     # Request batching (workers/batching.py): a sampling job waits this long for others with the same
     # checkpoint and sampler settings to join its batches; 0 turns batching off.
     batch_window_s: float = Field(0.1, ge=0, le=10)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ddpm.storage import relative_to_volume
+from jobs.publish import queue_for
 from jobs.records import ACTIVE_STATES
 from jobs.store import JobStore
 
@@ -42,8 +43,10 @@ def submit(
 
     `before_publish(job_id)` runs once the job (and its lock) exist but before any worker can see it.
     """
-    # The queue is recorded so a worker that re-queues the job (its first worker died) publishes it
-    # where it was first sent.
+    # `queue` is the deployment's (DDPM_QUEUE); the job goes to its kind's queue under it (trainings apart
+    # from interactive jobs). That queue is recorded so a worker that re-queues the job (its first worker
+    # died) publishes it where it was first sent.
+    queue = queue_for(kind, queue)
     extra = {"queue": queue, **({"run_id": run_id} if run_id else {})}
     job_id, created = store.create(
         kind, params, lock=lock, join_states=join_states, replace=replace, extra=extra

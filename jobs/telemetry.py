@@ -6,6 +6,8 @@ memory; everything is in Redis, and every scrape reads it back.
   <p>:metrics:duration   "<kind>|<state>|<le>" cumulative bucket counts (+Inf: all), "<kind>|<state>|sum"
   <p>:metrics:counted    sorted set: the finished jobs already in the histogram (score: finish time)
   <p>:metrics:work       "<kind>|<unit>" running totals added by the workers (train|images, ...)
+  <p>:metrics:fid-phases "<phase>|images_per_s", "<phase>|fraction": the last finished FID job's
+                         throughput per phase (ddpm/fid/throughput.py), replaced by each one
 
 A job enters the run-time histogram at the first scrape that sees it finished, whoever finished it (its
 worker, a cancel, the sweep that gave up on it): one Lua script per job adds it to `counted` and to the
@@ -35,6 +37,28 @@ def duration_key(prefix: str) -> str:
 
 def work_key(prefix: str) -> str:
     return f"{prefix}:metrics:work"
+
+
+def fid_phases_key(prefix: str) -> str:
+    return f"{prefix}:metrics:fid-phases"
+
+
+FID_PHASE_MEASURES = ("images_per_s", "fraction")
+
+
+def record_fid_phases(client: redis.Redis, prefix: str, phases: Mapping[str, Mapping[str, object]]) -> None:
+    """Replace the last FID job's per-phase figures (a phase without a figure is left out)."""
+    values = {
+        f"{phase}|{measure}": float(figures[measure])  # type: ignore[arg-type]
+        for phase, figures in phases.items()
+        for measure in FID_PHASE_MEASURES
+        if isinstance(figures.get(measure), int | float)
+    }
+    pipe = client.pipeline(transaction=True)
+    pipe.delete(fid_phases_key(prefix))
+    if values:
+        pipe.hset(fid_phases_key(prefix), mapping=values)
+    pipe.execute()
 
 
 def _le(bound: float) -> str:
@@ -95,13 +119,15 @@ class Histogram:
 class Recorded:
     durations: dict[tuple[str, str], Histogram] = field(default_factory=dict)  # (kind, state) ->
     work: dict[tuple[str, str], float] = field(default_factory=dict)  # (kind, unit) -> total
+    fid_phases: dict[tuple[str, str], float] = field(default_factory=dict)  # (phase, measure) -> last
 
 
 def read_recorded(client: redis.Redis, prefix: str) -> Recorded:
     pipe = client.pipeline(transaction=False)
     pipe.hgetall(duration_key(prefix))
     pipe.hgetall(work_key(prefix))
-    durations_raw, work_raw = pipe.execute()
+    pipe.hgetall(fid_phases_key(prefix))
+    durations_raw, work_raw, phases_raw = pipe.execute()
     recorded = Recorded()
     series: dict[tuple[str, str], dict[str, float]] = {}
     for name, value in durations_raw.items():
@@ -115,4 +141,7 @@ def read_recorded(client: redis.Redis, prefix: str) -> Recorded:
     for name, value in work_raw.items():
         kind, unit = name.split("|", 1)
         recorded.work[(kind, unit)] = float(value)
+    for name, value in phases_raw.items():
+        phase, measure = name.split("|", 1)
+        recorded.fid_phases[(phase, measure)] = float(value)
     return recorded

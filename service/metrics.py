@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from jobs import telemetry
-from jobs.publish import queue_lists
+from jobs.publish import consumed_queues, queue_lists
 from jobs.records import CLASSIFIER, KINDS, RUNNING, STATES, TERMINAL_STATES, TRAIN
 from jobs.registry import WorkerRegistry
 from jobs.settings import Settings
@@ -120,7 +120,8 @@ def _families(store: JobStore, settings: Settings) -> Iterator[Metric]:
         "Messages waiting in the broker queue (not yet taken by a worker)",
         labels=["queue"],
     )
-    depth.add_metric([settings.queue], queue_depth(store, settings.queue))
+    for queue in consumed_queues(settings.queue, "all"):  # trainings' and interactive jobs' queues
+        depth.add_metric([queue], queue_depth(store, queue))
     yield depth
 
     workers = GaugeMetricFamily(
@@ -136,6 +137,7 @@ def _families(store: JobStore, settings: Settings) -> Iterator[Metric]:
 
     yield from _throughput(census.rates)
     yield from _work(recorded.work)
+    yield from _fid_phases(recorded.fid_phases)
 
 
 def _throughput(running: Iterable[dict[str, Any]]) -> Iterator[Metric]:
@@ -182,6 +184,23 @@ def _work(totals: dict[tuple[str, str], float]) -> Iterator[Metric]:
             sampled.add_metric([kind], totals.get((kind, telemetry.IMAGES), 0.0))
             image_steps.add_metric([kind], totals.get((kind, telemetry.IMAGE_STEPS), 0.0))
     yield from (sampled, image_steps)
+
+
+def _fid_phases(figures: dict[tuple[str, str], float]) -> Iterator[Metric]:
+    rates = GaugeMetricFamily(
+        "ddpm_fid_phase_images_per_second",
+        "Images per second of each phase of the last finished FID job (reference, sampling, features, "
+        "statistics, distance)",
+        labels=["phase"],
+    )
+    fractions = GaugeMetricFamily(
+        "ddpm_fid_phase_rate_fraction",
+        "Each phase's FLOP/s over the worker's matmul rate measured in the same job (docs/performance.md)",
+        labels=["phase"],
+    )
+    for (phase, measure), value in sorted(figures.items()):
+        (rates if measure == "images_per_s" else fractions).add_metric([phase], value)
+    yield from (rates, fractions)
 
 
 class _Snapshot:

@@ -1,5 +1,6 @@
-"""One-command local start: embedded Redis (unless REDIS_URL is set; restarted when it dies), one worker
-(restarted when it dies: service/supervisor.py), the API. Ctrl-C or SIGTERM stops all three."""
+"""One-command local start: embedded Redis (unless REDIS_URL is set; restarted when it dies), two
+workers on the same device, one for trainings and one for interactive jobs (each restarted when it dies:
+service/supervisor.py), the API. Ctrl-C or SIGTERM stops them all."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import sys
 from pathlib import Path
 
 from ddpm.settings import data_dir as resolve_data_dir
+
+WORKER_ROLES = ("train", "interactive")  # DDPM_CONSUME of the two workers `ddpm serve` starts
 
 
 def worker_env(data_dir: str | None, device: str | None) -> dict[str, str]:
@@ -55,18 +58,26 @@ def serve(data_dir: str | None, host: str, port: int, worker: bool = True, devic
         print(f"embedded Redis at {env['REDIS_URL']} (data in {root / 'redis'})", file=sys.stderr)
     os.environ.update(env)  # the in-process API reads its Settings from the environment
 
-    supervisor = None
+    supervisors: list[WorkerSupervisor] = []
     try:
         if worker:
-            name = f"ddpm-{os.getpid()}@{socket.gethostname()}"
-            supervisor = WorkerSupervisor(worker_command(name), {**os.environ}, lambda: _forget_worker(name))
-            supervisor.start()
+            # Two consumers on the same device: trainings, and everything a user waits for (grids, FID,
+            # analyses), so a grid never waits hours behind a training (jobs/publish.py).
+            for consume in WORKER_ROLES:
+                name = f"ddpm-{consume}-{os.getpid()}@{socket.gethostname()}"
+                supervisor = WorkerSupervisor(
+                    worker_command(name),
+                    {**os.environ, "DDPM_CONSUME": consume},
+                    lambda name=name: _forget_worker(name),  # type: ignore[misc]
+                )
+                supervisor.start()
+                supervisors.append(supervisor)
         print(f"API on http://{host}:{port} (docs at /docs), DATA_DIR={root}", file=sys.stderr)
         uvicorn.run("service.app:app", host=host, port=port, log_level="info")
     except (_Stop, KeyboardInterrupt):
         pass
     finally:
-        if supervisor is not None:
+        for supervisor in supervisors:
             supervisor.stop()  # warm: a running job stops after its step and keeps a checkpoint
         if embedded is not None:
             embedded.stop()

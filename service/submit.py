@@ -31,7 +31,7 @@ def submit(
     try:
         return jobs_submit.submit(
             store,
-            lambda kind, job_id, _: queue.enqueue(kind, job_id),  # this API's own queue
+            queue.enqueue,
             queue.settings.queue,
             kind,
             params,

@@ -18,12 +18,13 @@ import threading
 from typing import Any
 
 from celery import Celery, signals
+from kombu import Queue
 
 from ddpm.device import DeviceReport, cpu_report, probe_in_subprocess
 from ddpm.errors import InvalidOption
 from jobs.mirror import JobMirror, prune_now_and_then, restore_if_lost
 from jobs.orphans import sweep_orphans_now_and_then
-from jobs.publish import broker_options, publish
+from jobs.publish import broker_options, consumed_queues, publish
 from jobs.registry import WorkerRegistry
 from jobs.settings import get_settings
 from jobs.store import JobStore
@@ -37,6 +38,9 @@ settings = get_settings()
 app = Celery("ddpm", broker=settings.redis_url, backend=settings.redis_url, include=["workers.tasks"])
 app.conf.update(
     task_default_queue=settings.queue,
+    # Trainings and interactive jobs have their own queues (jobs/publish.py); DDPM_CONSUME picks which
+    # this worker reads (both by default).
+    task_queues=[Queue(name) for name in consumed_queues(settings.queue, settings.consume)],
     task_acks_late=True,
     worker_prefetch_multiplier=1,
     worker_concurrency=1,
@@ -88,6 +92,28 @@ def _check_device(**_: Any) -> None:
     print(f"DDPM_DEVICE={requested}: {_describe(report)}", file=sys.stderr, flush=True)
 
 
+@signals.worker_process_init.connect
+def _set_threads(**_: Any) -> None:
+    """Each pool process sets its thread counts itself: a forked child keeps its parent's OpenMP state
+    or none, depending on what the parent had loaded, and that is not a setting anyone chose."""
+    log.info("pool process %s: %s", os.getpid(), apply_threads(settings.threads))
+    from ddpm.model_cache import set_budget_mb
+
+    set_budget_mb(settings.model_cache_mb)  # networks kept between jobs
+
+
+def apply_threads(threads: int | None) -> str:
+    """torch's intra-op threads and the BLAS pools (numpy/scipy) to `threads` (None: this process's
+    cores); says what was set."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    count = threads or len(os.sched_getaffinity(0))
+    torch.set_num_threads(count)
+    threadpool_limits(count, user_api="blas")  # stays in force: the limiter is not used as a context
+    return f"{count} torch and BLAS threads ({'DDPM_THREADS' if threads else 'the cores it may use'})"
+
+
 def _describe(report: DeviceReport) -> str:
     text = f"jobs run on {report.device} ({report.name}, torch {report.torch})"
     return f"{text}; {report.note}" if report.note else text
@@ -122,6 +148,7 @@ class Heartbeat:
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "queue": settings.queue,
+            "consumes": consumed_queues(settings.queue, settings.consume),
             "device": settings.device,  # resolved at start-up: cpu, cuda:0
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         }
@@ -176,7 +203,11 @@ def _on_ready(sender: Any = None, **_: Any) -> None:
     requested = device_report.requested if device_report else settings.device
     described = _describe(device_report) if device_report else f"jobs run on {settings.device}"
     log.info(
-        "worker %s ready on queue %s; DDPM_DEVICE=%s: %s", hostname, settings.queue, requested, described
+        "worker %s ready on queues %s; DDPM_DEVICE=%s: %s",
+        hostname,
+        ", ".join(consumed_queues(settings.queue, settings.consume)),
+        requested,
+        described,
     )
 
 

@@ -14,8 +14,10 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import redis
 from celery import Task
 
+from jobs import telemetry
 from jobs.records import ANALYSIS, CANCELLED, CLASSIFIER, FID, SAMPLE, SUCCEEDED, TASK_NAMES, TRAIN
 from jobs.specs import CheckpointRef, checkpoint_samples_link, sampler_from_params
 from jobs.store import JobStore
@@ -235,6 +237,11 @@ def run_fid(job: dict[str, Any], report: JobReporter) -> Outcome:
         "job_id": job["id"],
     }
     result_id = save_result(settings.data_dir, record)
+    phases = outcome.throughput.get("phases", {})
+    try:  # /metrics' per-phase gauges; the stored result already has the figures
+        telemetry.record_fid_phases(report.store.client, report.store.prefix, phases)
+    except redis.RedisError as err:
+        log.warning("FID phase figures not written to /metrics (%s)", err)
     summary = ", ".join(f"N={n}: {value:.2f}" for n, value in fid.items())
     return {
         "state": SUCCEEDED,
@@ -245,6 +252,7 @@ def run_fid(job: dict[str, Any], report: JobReporter) -> Outcome:
             "fid": fid,
             "warnings": record["warnings"],
             "unavailable": record["unavailable"],
+            "throughput": outcome.throughput,
             "links": {"table": "/fid", "result": f"/fid/results/{result_id}"},
         },
     }

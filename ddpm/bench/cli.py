@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import torch
+
     from ddpm.fastpath import FastPath
 
 
@@ -72,6 +74,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="check each arch's images are the same bits in a batch of 8 as in a batch of 80",
     )
+    fid = bench.add_argument_group("FID job (--fid: this instead of the variant table)")
+    fid.add_argument(
+        "--fid",
+        action="store_true",
+        help="Inception standalone (eager and fast path) and each phase of an FID job, as images/s and "
+        "fractions of the rate (ddpm/bench/fid_phases.py)",
+    )
+    fid.add_argument("--fid-n", type=int, default=64, help="images generated and reference images (64)")
+    fid.add_argument("--fid-sampler", default="ddim:50", help="name[:steps] (default ddim:50)")
+    fid.add_argument("--fid-dataset", default="digits", help="the reference images' data set (digits)")
+    fid.add_argument("--fid-batch", type=int, default=50, help="batch of sampling and Inception (50)")
+    fid.add_argument(
+        "--fid-inception",
+        choices=["fast", "eager"],
+        default="fast",
+        help="the network of the job's feature phases: the FID fast path (what jobs run) or pytorch-fid's "
+        "module as it is (the figures before the fast path)",
+    )
+    fid.add_argument(
+        "--fid-checkpoint",
+        type=Path,
+        help="a checkpoint to sample (default: an untrained one of the first --archs at --width)",
+    )
     bench.add_argument("--json", type=Path, help="also write the rows here")
     bench.set_defaults(handler=cmd_bench)
 
@@ -102,6 +127,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    if args.fid:
+        return _bench_fid(args, device)
     names = [a["name"] for a in models.list_archs()]
     archs = names if args.archs == "all" else [models.resolve_arch(a) for a in args.archs.split(",")]
     modes = [m.strip() for m in args.modes.split(",")]
@@ -227,6 +254,54 @@ def main(argv: list[str] | None = None) -> int:
     except (DdpmError, ConfigError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+
+
+def _bench_fid(args: argparse.Namespace, device: torch.device) -> int:
+    import torch
+
+    import models
+    from ddpm.bench import measure
+    from ddpm.bench.fid_phases import format_job, run_fid_bench
+    from ddpm.errors import InvalidOption
+    from ddpm.sampler_cli import parse_sampler_list
+    from ddpm.settings import data_dir
+
+    if args.fid_n < 2 or args.fid_batch < 1:
+        raise InvalidOption(
+            f"--fid-n needs at least 2 images and --fid-batch 1, got {args.fid_n}, {args.fid_batch}"
+        )
+    (spec,) = parse_sampler_list(args.fid_sampler)[:1]
+    arch = models.resolve_arch("baseline" if args.archs == "all" else args.archs.split(",")[0])
+    yardstick = measure.MatmulYardstick(device)
+    print(
+        f"device {device}, {torch.get_num_threads()} threads, yardstick {yardstick.kernel_name}", flush=True
+    )
+    result = run_fid_bench(
+        device,
+        yardstick,
+        args.fid_checkpoint,
+        arch,
+        args.width,
+        args.image_size,
+        args.fid_n,
+        spec,
+        args.fid_dataset,
+        data_dir(),
+        args.fid_batch,
+        args.pairs,
+        fast_inception=args.fid_inception == "fast",
+    )
+    print(format_job(result["job"]))
+    if args.json:
+        args.json.write_text(json.dumps({"device": str(device), **result}, indent=2))
+    error = result["inception"][-1]["max_rel_error"]
+    if error is not None and error > FID_FEATURE_TOLERANCE:
+        print(f"fast Inception differs from pytorch-fid's by {error:.1e} (> 1e-5)", file=sys.stderr)
+        return 1
+    return 0
+
+
+FID_FEATURE_TOLERANCE = 1e-5  # relative, per feature row (docs/fid.md)
 
 
 def _compilations() -> int:

@@ -41,6 +41,15 @@ from ddpm.fid.reference import (
 )
 from ddpm.fid.results import FidResult
 from ddpm.fid.scoring import score_features
+from ddpm.fid.throughput import (
+    PhaseWork,
+    distance_gflop,
+    inception_gflop,
+    matmul_rate,
+    phase_records,
+    sampling_gflop,
+    statistics_gflop,
+)
 from ddpm.fid.weights import classifier_head, ensure_weights
 from ddpm.sampling import Sampler, check_sample_options, sample_checkpoint
 from ddpm.settings import data_dir as default_data_dir
@@ -77,8 +86,12 @@ def evaluate_checkpoint(
     reference_npz: Path | None = None,
     progress: PhaseProgress | None = None,
     metrics: MetricOptions | None = None,
+    measure_rate: bool = True,
 ) -> FidResult:
     """FID and the requested metrics (default: all that N allows) for every N in n_samples.
+
+    The result's `throughput` gives each phase's images/s and, with `measure_rate`, its fraction of the
+    matmul rate measured right after the work (a few seconds; ddpm/fid/throughput.py).
 
     `sampler` is a SamplerSpec or a name with steps and eta beside it (ddpm.sampling). Raises DdpmError
     subclasses; a progress callback may raise Cancelled.
@@ -177,6 +190,9 @@ def evaluate_checkpoint(
     )
     timings.update(scoring.timings)
     timings["total"] = time.perf_counter() - started
+    throughput = _throughput(
+        timings, counts, reference, sample_meta, spec.nfe, model(), torch_device, measure_rate
+    )
 
     return FidResult(
         fid={n: row.fid for n, row in scoring.scores.items()},
@@ -201,7 +217,32 @@ def evaluate_checkpoint(
         metric_options=options.to_params(),
         unavailable=scoring.unavailable,
         reference_features=None if reference_features is None else reference_features.summary(),
+        throughput=throughput,
     )
+
+
+def _throughput(
+    timings: dict[str, float],
+    counts: list[int],
+    reference: ReferenceStats,
+    sample_meta: dict[str, Any],
+    nfe: int,
+    inception: torch.nn.Module,
+    device: torch.device,
+    measure_rate: bool,
+) -> dict[str, Any]:
+    """Images/s and fraction of the matmul rate (measured now, after the work) of each phase."""
+    per_inception = inception_gflop(inception)
+    rows = sum(counts)  # statistics and a distance per N
+    phases = {
+        "sampling": PhaseWork(max(counts), timings["sampling"], sampling_gflop(sample_meta, nfe)),
+        "features": PhaseWork(max(counts), timings["features"], per_inception),
+        "statistics": PhaseWork(rows, timings.get("statistics", 0.0), statistics_gflop()),
+        "distance": PhaseWork(rows, timings.get("frechet", 0.0), len(counts) * distance_gflop(rows)),
+    }
+    if reference.computed and reference.n:  # this job ran the data set through Inception
+        phases = {"reference": PhaseWork(reference.n, timings["reference"], per_inception), **phases}
+    return phase_records(phases, matmul_rate(device) if measure_rate else None)
 
 
 def _reference_features(

@@ -42,6 +42,8 @@ class FidResult:
     metric_options: dict[str, Any] = field(default_factory=dict)  # MetricOptions.to_params()
     unavailable: dict[str, str] = field(default_factory=dict)  # metric -> why it could not be computed
     reference_features: dict[str, Any] | None = None  # n, total, seed, chosen: KID's and P/R's reference rows
+    # matmul_gflops and, per phase, images, seconds, gflop_per_image, images_per_s, fraction of the rate
+    throughput: dict[str, Any] = field(default_factory=dict)
 
     def to_record(self) -> dict[str, Any]:
         """The JSON record stored by save_result: one row per N under `scores`, every metric in it."""
@@ -61,6 +63,7 @@ class FidResult:
             "metric_options": dict(self.metric_options),
             "unavailable": dict(self.unavailable),
             "reference_features": self.reference_features,
+            "throughput": dict(self.throughput),
         }
 
     @classmethod
@@ -92,6 +95,7 @@ class FidResult:
             metric_options=dict(record.get("metric_options") or {}),
             unavailable=dict(record.get("unavailable") or {}),
             reference_features=record.get("reference_features"),
+            throughput=dict(record.get("throughput") or {}),
         )
 
 

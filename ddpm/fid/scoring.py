@@ -109,7 +109,7 @@ def score_features(
         rows = features[:n]
         wanted = tuple(m for m in chosen if m not in unavailable)
         warnings = rank_warnings([n]) + [note for note in skipped if note.startswith(f"N={n}:")]
-        mu, sigma = feature_statistics(rows)
+        mu, sigma = timed("statistics", feature_statistics, rows)
         fid, notes = timed("frechet", frechet_distance, mu, sigma, reference_mu, reference_sigma)
         row = Scores(n, fid, warnings=warnings + [f"N={n}: pytorch-fid: {note}" for note in notes])
         if projected is not None and FID_INTERVAL in wanted:

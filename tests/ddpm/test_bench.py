@@ -87,3 +87,35 @@ def test_bench_estimates_a_4096_sample_fid_per_sampler(tmp_path: Path, capsys: p
         assert cost["gpu_total_h"] == pytest.approx(gpu + inception)
     assert main([*argv, "--fid-samplers", "ddim:0"]) == 2
     assert "steps must be an integer in [1, 1000] for ddim" in capsys.readouterr().err
+
+
+def test_fid_phase_figures_are_rates_and_fractions_of_the_yardstick() -> None:
+    from ddpm.fid.throughput import PhaseWork, distance_gflop, phase_records, statistics_gflop
+
+    phases = {
+        "features": PhaseWork(images=100, seconds=20.0, gflop_per_image=11.4),
+        "distance": PhaseWork(images=100, seconds=10.0, gflop_per_image=distance_gflop(100)),
+        "uncounted": PhaseWork(images=4, seconds=2.0, gflop_per_image=None),
+    }
+    record = phase_records(phases, matmul_flops_per_s=100e9)
+    assert record["matmul_gflops"] == 100.0
+    assert record["phases"]["features"] == {
+        "images": 100,
+        "seconds": 20.0,
+        "gflop_per_image": 11.4,
+        "images_per_s": 5.0,
+        "fraction": pytest.approx(0.57),  # 5 images/s x 11.4 GFLOP against 100 GFLOP/s
+    }
+    # One 2048x2048 square root: the product, the Schur form, the triangular root (27.3 d^3).
+    assert record["phases"]["distance"]["fraction"] == pytest.approx(27.33 * 2048**3 / 10 / 100e9, rel=1e-3)
+    assert (
+        record["phases"]["uncounted"]["fraction"] is None
+        and record["phases"]["uncounted"]["images_per_s"] == 2
+    )
+    assert statistics_gflop() == pytest.approx(2 * 2048**2 / 1e9)
+    assert phase_records(phases, None)["phases"]["features"]["fraction"] is None
+
+
+def test_bench_fid_refuses_too_few_images(capsys: pytest.CaptureFixture) -> None:
+    assert main(["bench", "--fid", "--fid-n", "1"]) == 2
+    assert "--fid-n needs at least 2" in capsys.readouterr().err

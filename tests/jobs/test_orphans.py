@@ -155,10 +155,14 @@ def test_the_workers_sweep_publishes_lost_messages_and_settles_failed_runs(
 
 def test_a_real_published_message_is_seen_waiting(store: JobStore, queue: str, settings: Settings) -> None:
     """The sweep reads kombu's own message format: a job published through Celery is not lost."""
-    from jobs.publish import JobQueue
+    from jobs.publish import JobQueue, queue_for
 
-    job_id, _ = store.create("sample", {}, extra={"queue": queue})
+    routed = queue_for("sample", queue)  # a sampling job's queue: <queue>.interactive
+    job_id, _ = store.create("sample", {}, extra={"queue": routed})
     JobQueue(settings.model_copy(update={"queue": queue})).enqueue("sample", job_id)
-    assert waiting_messages(store.client, queue) == {job_id}
-    time.sleep(2 * AFTER_S)
-    assert sweep_orphans(store, Published(), queue, AFTER_S, max_times=3).republished == []
+    try:
+        assert waiting_messages(store.client, routed) == {job_id}
+        time.sleep(2 * AFTER_S)
+        assert sweep_orphans(store, Published(), queue, AFTER_S, max_times=3).republished == []
+    finally:
+        store.client.delete(*queue_lists(routed))

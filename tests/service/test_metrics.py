@@ -147,3 +147,26 @@ def test_redis_down_is_a_scrape_that_says_so(idle_settings: Settings) -> None:
     with TestClient(create_app(down)) as client:
         samples = scrape(client)
     assert value(samples, "ddpm_redis_up") == 0 and len(samples) == 1
+
+
+def test_the_last_fid_jobs_phases_are_gauges(idle_client: TestClient, idle_settings: Settings) -> None:
+    import redis
+
+    from jobs import telemetry
+
+    client = redis.Redis.from_url(idle_settings.redis_url)
+    phases = {
+        "sampling": {"images_per_s": 12.5, "fraction": 0.61},
+        "features": {"images_per_s": 4.0, "fraction": 0.55},
+        "distance": {"images_per_s": 30.0, "fraction": None},  # not counted: left out, not 0
+    }
+    telemetry.record_fid_phases(client, idle_settings.key_prefix, phases)
+    samples = scrape(idle_client)
+    assert value(samples, "ddpm_fid_phase_images_per_second", phase="features") == 4.0
+    assert value(samples, "ddpm_fid_phase_rate_fraction", phase="sampling") == 0.61
+    assert ("ddpm_fid_phase_rate_fraction", (("phase", "distance"),)) not in samples
+    # The next FID job replaces the figures: a phase it did not run (no reference computed) goes.
+    telemetry.record_fid_phases(client, idle_settings.key_prefix, {"features": {"images_per_s": 5.0}})
+    samples = scrape(idle_client)
+    assert value(samples, "ddpm_fid_phase_images_per_second", phase="features") == 5.0
+    assert ("ddpm_fid_phase_images_per_second", (("phase", "sampling"),)) not in samples

@@ -19,6 +19,7 @@ from models import arch_names
 from service.embedded_redis import free_port
 
 START_TIMEOUT_S = 90.0
+QUEUE = "gpu"  # DDPM_QUEUE's default: trainings; interactive jobs go to "gpu.interactive"
 
 
 def _start(tmp_path: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
@@ -94,11 +95,21 @@ def test_ddpm_serve_starts_api_worker_and_embedded_redis(tmp_path: Path) -> None
         assert health["status"] == "ok" and health["redis"].startswith("redis://127.0.0.1:")
         assert health["data_dir"] == str(tmp_path / "data")
         assert health["workers"][0]["device"] == "cpu"
+        # Two consumers: trainings, and the jobs users wait on (jobs/publish.py).
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while len(health["workers"]) < 2:  # the second may report a moment after the first
+            assert time.monotonic() < deadline, health
+            time.sleep(0.3)
+            health = _get(f"{base}/readyz")[1]
+        assert sorted(tuple(w["consumes"]) for w in health["workers"]) == [
+            (QUEUE,),
+            (QUEUE + ".interactive",),
+        ]
         status, archs = _get(f"{base}/archs")
         assert status == 200 and len(archs) == len(arch_names())
         status, body = _get(f"{base}/samples?arch=biggan&seed=0&n=80")
         assert status == 409 and "POST /train" in body["detail"]
-        worker = _pids(f"ddpm-{process.pid}@")
+        worker = _pids(f"ddpm-[a-z]+-{process.pid}@")
         # redis-server shows itself as "redis-server 127.0.0.1:<port>" in the process table.
         redis_server = f"redis-server {health['redis'].split('//')[1].split('/')[0]}"
         assert worker and _pids(redis_server)
@@ -107,7 +118,7 @@ def test_ddpm_serve_starts_api_worker_and_embedded_redis(tmp_path: Path) -> None
         code = process.wait(timeout=60)
     assert code == 0, (tmp_path / "serve.log").read_text()[-4000:]
     # It stopped what it started: the worker, then the embedded Redis, whose data stays on the volume.
-    assert _pids(f"ddpm-{process.pid}@") == [] and _pids(redis_server) == []
+    assert _pids(f"ddpm-[a-z]+-{process.pid}@") == [] and _pids(redis_server) == []
     assert (tmp_path / "data" / "redis" / "appendonly.aof").exists()
 
 
@@ -136,8 +147,8 @@ def test_job_records_survive_a_restart_of_ddpm_serve(tmp_path: Path) -> None:
             assert process.wait(timeout=60) == 0
 
 
-def _job(base: str, job_id: str, done: Any, what: str) -> dict[str, Any]:
-    deadline = time.monotonic() + START_TIMEOUT_S
+def _job(base: str, job_id: str, done: Any, what: str, timeout: float = START_TIMEOUT_S) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
     while not done(job := _get(f"{base}/jobs/{job_id}")[1]):
         assert time.monotonic() < deadline, f"{what}: {job}"
         time.sleep(0.3)
@@ -145,16 +156,16 @@ def _job(base: str, job_id: str, done: Any, what: str) -> dict[str, Any]:
 
 
 def test_ddpm_serve_restarts_a_dead_worker_while_the_api_answers(tmp_path: Path) -> None:
-    """SIGKILL of the Celery main process mid-training (the issue's case): the API keeps answering,
-    /readyz says no_workers at once, a new worker is started after a logged delay, takes the training
-    back at once (not after its 120 s lease) and runs it; SIGTERM still stops everything cleanly."""
+    """SIGKILL of the training worker's Celery main process mid-training (the issue's case): the API keeps
+    answering, /readyz stops listing it at once, a new worker is started after a logged delay, takes the
+    training back at once (not after its 120 s lease) and runs it; SIGTERM still stops everything."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "serve.log"
     process = _start(tmp_path, port)
     try:
         health = _wait_healthy(process, base, log, need_worker=True)
-        (first,) = health["workers"]
+        (first,) = [w for w in health["workers"] if w["consumes"] == [QUEUE]]
         tiny = {"arch": "pure_unet", "dataset": "digits", "width": 0.125, "image_size": 16, "batch_size": 8}
         status, accepted = _post(f"{base}/train", {**tiny, "max_steps": 100_000})
         assert status == 202
@@ -163,15 +174,14 @@ def test_ddpm_serve_restarts_a_dead_worker_while_the_api_answers(tmp_path: Path)
         os.kill(first["pid"], signal.SIGKILL)
 
         deadline = time.monotonic() + 10
-        while _get(f"{base}/readyz")[1]["status"] != "no_workers":
+        while first["hostname"] in [w["hostname"] for w in _get(f"{base}/readyz")[1]["workers"]]:
             assert time.monotonic() < deadline, "/readyz still lists the dead worker"
             time.sleep(0.1)
         assert process.poll() is None  # ddpm serve is still up ...
         assert _get(f"{base}/healthz") == (200, {"status": "ok"})  # ... and answering
         assert _get(f"{base}/archs")[0] == 200 and _get(f"{base}/jobs/{job_id}")[0] == 200
 
-        health = _wait_healthy(process, base, log, need_worker=True)
-        (second,) = health["workers"]
+        second = _worker_back(base, first["hostname"], first["pid"])
         assert second["pid"] != first["pid"] and second["hostname"] == first["hostname"]
         text = log.read_text()
         assert f"ddpm serve: the worker (pid {first['pid']}) stopped" in text and "killed by SIGKILL" in text
@@ -187,7 +197,54 @@ def test_ddpm_serve_restarts_a_dead_worker_while_the_api_answers(tmp_path: Path)
         process.send_signal(signal.SIGTERM)
         code = process.wait(timeout=60)
     assert code == 0, log.read_text()[-4000:]
-    assert _pids(f"ddpm-{process.pid}@") == []
+    assert _pids(f"ddpm-[a-z]+-{process.pid}@") == []
+
+
+def _worker_back(base: str, hostname: str, old_pid: int) -> dict[str, Any]:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        for worker in _get(f"{base}/readyz")[1].get("workers", []):
+            if worker["hostname"] == hostname and worker["pid"] != old_pid:
+                return worker
+        assert time.monotonic() < deadline, f"{hostname} was not restarted"
+        time.sleep(0.3)
+
+
+def test_a_grid_arrives_while_a_training_runs(tmp_path: Path) -> None:
+    """The issue's case for separate queues: on a one-device `ddpm serve`, a grid of another run's
+    checkpoint is made by the interactive worker while the training worker is busy for hours."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "serve.log"
+    process = _start(tmp_path, port)
+    try:
+        _wait_healthy(process, base, log, need_worker=True)
+        tiny = {"arch": "pure_unet", "dataset": "digits", "width": 0.125, "image_size": 16, "batch_size": 8}
+        status, short = _post(f"{base}/train", {**tiny, "max_steps": 2})
+        assert status == 202
+        # (its end writes a TensorBoard grid: slow on a loaded machine)
+        _job(
+            base,
+            short["job_id"],
+            lambda j: j["state"] == "succeeded",
+            "the short training did not finish",
+            600,
+        )
+        status, long = _post(f"{base}/train", {**tiny, "max_steps": 100_000})
+        assert status == 202
+        _job(base, long["job_id"], lambda j: (j.get("step") or 0) >= 2, "the long training never ran")
+        with urllib.request.urlopen(
+            f"{base}/samples?run={short['run_id']}&seed=0&n=4&nrow=2&sampler=ddim&steps=2&wait=120",
+            timeout=180,
+        ) as grid:
+            assert grid.status == 200 and grid.headers["content-type"] == "image/png"
+        training = _get(f"{base}/jobs/{long['job_id']}")[1]
+        assert training["state"] == "running", training  # the grid did not wait for it
+        _delete(f"{base}/jobs/{long['job_id']}")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=60)
+    assert code == 0, log.read_text()[-4000:]
 
 
 def test_restarts_are_spaced_by_a_doubling_delay_reset_by_a_stable_run() -> None:

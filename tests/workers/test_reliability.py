@@ -263,7 +263,9 @@ def test_a_sampling_job_whose_message_was_lost_is_published_again(
         assert grid.headers["content-type"] == "image/png"
         job = client.get(f"/jobs/{job_id}").json()
         assert job["state"] == "succeeded" and job["attempts"] == 1, job
-    assert f"job {job_id} was queued with no message in queue {rel_settings.queue}" in _logs(workers)
+    assert f"job {job_id} was queued with no message in queue {rel_settings.queue}.interactive" in _logs(
+        workers
+    )
 
 
 def test_a_killed_pool_process_is_requeued_at_once_by_its_worker(

@@ -10,7 +10,8 @@ import torch
 from pytorch_fid.fid_score import get_activations
 
 from ddpm.errors import InvalidOption
-from ddpm.fid.features import as_rgb_uint8, feature_statistics, inception_features
+from ddpm.fid.features import as_rgb_uint8, feature_statistics, inception_features, load_inception
+from ddpm.fid.inception import FastInception
 from tests.ddpm.fid.conftest import write_pngs
 
 COUNT = 6  # Inception at 299x299 runs a few images/s on two CPU cores
@@ -26,13 +27,30 @@ def ours(inception: torch.nn.Module, digits: torch.Tensor) -> np.ndarray:
     return inception_features(digits[:COUNT], inception, batch_size=COUNT)
 
 
+@pytest.fixture(scope="module")
+def plain_inception(torch_home: Path) -> torch.nn.Module:
+    """pytorch-fid's network called as it is (no folding, NCHW)."""
+    return load_inception("cpu", fast=False)
+
+
 def test_features_equal_pytorch_fid_reading_pngs(
-    inception: torch.nn.Module, pngs: list[Path], ours: np.ndarray
+    plain_inception: torch.nn.Module, pngs: list[Path], ours: np.ndarray, digits: torch.Tensor
 ) -> None:
-    theirs = get_activations(pngs, inception, batch_size=COUNT, dims=2048, device="cpu", num_workers=0)
+    theirs = get_activations(pngs, plain_inception, batch_size=COUNT, dims=2048, device="cpu", num_workers=0)
     assert ours.dtype == theirs.dtype == np.float64 and ours.shape == theirs.shape == (COUNT, 2048)
-    # Same uint8 pixels, same division, same network and batch: the same floats.
-    assert np.array_equal(ours, theirs)
+    # Same uint8 pixels, same division, same network and batch: the plain network gives the same floats.
+    plain = inception_features(digits[:COUNT], plain_inception, batch_size=COUNT)
+    assert np.array_equal(plain, theirs)
+    # The fast path (folded batch norms, channels-last) moves each row by about 1e-6, never 1e-5.
+    row_error = np.linalg.norm(ours - theirs, axis=1) / np.linalg.norm(theirs, axis=1)
+    assert row_error.max() < 1e-5, row_error
+
+
+def test_fast_inception_folds_every_batch_norm(inception: torch.nn.Module) -> None:
+    assert isinstance(inception, FastInception) and inception.folded == 94  # the TF graph's 94 convs
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in inception.modules())
+    conv = next(m for m in inception.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_batch_size_does_not_change_features(
