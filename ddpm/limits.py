@@ -91,6 +91,9 @@ BUILTIN_DATASETS = ("cifar10", "digits")
 # Data sets whose images are grey: a run on them trains a one-channel network (TrainConfig.grayscale), so
 # its samples are grey too instead of three channels that an early model lets drift apart (colour noise).
 GRAYSCALE_DATASETS = ("digits",)
+# What a training config (a checkpoint's, run.json's) written before an option existed meant by leaving it
+# out, where that is not the option's default: runs before `grayscale` trained three channels on any data.
+PREDATED_TRAIN_OPTIONS: dict[str, object] = {"grayscale": False}
 FOLDER_PREFIX = "folder:"
 RUN_ID_REGEX = r"^[a-z0-9][a-z0-9_.-]{0,127}$"  # URL- and path-safe
 CLASSIFIER_NAME_REGEX = RUN_ID_REGEX  # classifier folder names, same rules as run ids

@@ -38,6 +38,7 @@ from ddpm.limits import (
     MAX_TRAIN_STEPS,
     MAX_WIDTH,
     MIN_IMAGE_SIZE,
+    PREDATED_TRAIN_OPTIONS,
     RESUMABLE_CHANGES,
 )
 from ddpm.runs import (
@@ -153,9 +154,7 @@ class TrainConfig:
         return cls(**{**PREDATED, **data})
 
 
-# What a config (a checkpoint's, run.json's) written before an option existed meant by leaving it out,
-# where that is not the option's default: runs before `grayscale` trained three channels on any data.
-PREDATED: dict[str, Any] = {"grayscale": False}
+PREDATED: dict[str, Any] = dict(PREDATED_TRAIN_OPTIONS)  # ddpm/limits.py says why
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> None:

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from ddpm.errors import InvalidOption
+from ddpm.limits import GRAYSCALE_DATASETS, PREDATED_TRAIN_OPTIONS
 from ddpm.runs import SUCCEEDED, RunDir, UnreadableRun, new_run_id
 from ddpm.study.spec import TRAIN_DEFAULTS, StudySpec, StudySpecError, preset
 from jobs.settings import Settings
@@ -121,12 +122,20 @@ def _check_attached(data_dir: Path, run_id: str, key: str, train: TrainRequest) 
         raise invalid_field(
             where, f"run {run_id!r} is {record.get('status')!r}; only a finished run can be attached", run_id
         )
-    wanted = train.engine_config()
-    stored = {**TRAIN_DEFAULTS, **(record.get("train_config") or {})}
+    wanted = _as_trained(train.engine_config())
+    stored = _as_trained({**TRAIN_DEFAULTS, **PREDATED_TRAIN_OPTIONS, **(record.get("train_config") or {})})
     differ = sorted(k for k in wanted if k not in ATTACH_MAY_DIFFER and stored.get(k) != wanted[k])
     if differ:
         shown = ", ".join(f"{k}: {stored.get(k)!r} (the study's {wanted[k]!r})" for k in differ)
         raise invalid_field(where, f"run {run_id!r} was trained with another recipe: {shown}", run_id)
+
+
+def _as_trained(config: dict[str, Any]) -> dict[str, Any]:
+    """A training config with the options whose unset value depends on another resolved as the trainer
+    resolves them (grayscale: the data set's own), so an unset option equals what it meant."""
+    if config.get("grayscale") is None:
+        return {**config, "grayscale": config.get("dataset") in GRAYSCALE_DATASETS}
+    return config
 
 
 def _at(body: Mapping[str, Any], field: str) -> Any:

@@ -55,10 +55,12 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "width": 1.0,
     "image_size": 32,
     "ema": False,
+    "ema_decay": 0.9999,
     "schedule": "linear",
     "dropout": None,
     "checkpoint_every": 10,
     "bf16": False,
+    "grayscale": None,  # None: the data set's own (grey for digits), as ddpm.training resolves it
 }
 
 
@@ -386,7 +388,11 @@ def _train(value: Any) -> dict[str, Any]:
         else _float(merged["dropout"], "train.dropout", 0.0, 1.0, low_open=False),
         "checkpoint_every": _int(merged["checkpoint_every"], "train.checkpoint_every", 1, MAX_EPOCHS),
         "bf16": _bool(merged["bf16"], "train.bf16"),
+        "ema_decay": _float(merged["ema_decay"], "train.ema_decay", 0.0, 1.0),
+        "grayscale": None if merged["grayscale"] is None else _bool(merged["grayscale"], "train.grayscale"),
     }
+    if train["ema_decay"] == 1.0:
+        raise StudySpecError("train.ema_decay", "must be below 1 (1 would never move from the first weights)")
     if train["schedule"] not in SCHEDULES:
         raise StudySpecError(
             "train.schedule", f"{train['schedule']!r} is not valid; choose one of {list(SCHEDULES)}"

@@ -240,3 +240,15 @@ def test_an_attached_finished_run_is_evaluated_not_trained_again(
         4
     ]
     idle_client.delete(f"/studies/{study['id']}")
+
+
+def test_a_study_recipe_takes_every_training_option_of_post_train():
+    """The study's `train` is POST /train's body less what a study sets per member (arch, seed, run id,
+    resume) and the train presets (a study names its own recipe in full)."""
+    from ddpm.study.spec import TRAIN_DEFAULTS
+    from service.schemas import TrainRequest
+
+    per_member = {"arch", "seed", "run_id", "resume", "preset"}
+    assert set(TRAIN_DEFAULTS) == set(TrainRequest.model_fields) - per_member
+    for name, default in TRAIN_DEFAULTS.items():
+        assert TrainRequest.model_fields[name].default == default, name
