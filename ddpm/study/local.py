@@ -37,6 +37,7 @@ class _Bar:
     position: int
     enabled: bool
     bar: Any = None
+    phase: str = ""
 
     def show(self, phase: str, done: int, total: int, **postfix: Any) -> None:
         if not self.enabled:
@@ -45,7 +46,8 @@ class _Bar:
 
         if self.bar is None:
             self.bar = tqdm(total=total, desc=self.key, file=sys.stderr, dynamic_ncols=True, leave=True)
-        if self.bar.total != total or self.bar.desc != f"{self.key} {phase}":
+        if (phase, total) != (self.phase, self.bar.total):
+            self.phase = phase
             self.bar.reset(total=total)
             self.bar.set_description(f"{self.key} {phase}", refresh=False)
         self.bar.n = done

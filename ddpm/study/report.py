@@ -110,10 +110,10 @@ class StudyReport:
 
     def table(self) -> list[dict[str, Any]]:
         """One JSON-able row per member, in the spec's order; metric keys are `<metric>_<N>`."""
+        from models import get_arch
+
         rows = []
         for result in self.results:
-            from models import get_arch
-
             row: dict[str, Any] = {
                 "member": result.key,
                 "variant": result.variant,
@@ -384,6 +384,7 @@ th:first-child, td:first-child { text-align: left; }
 pre { background: #f6f6f6; padding: 1em; overflow-x: auto; font-size: 0.85em; }
 figure.grid { display: inline-block; margin: 0.5em; vertical-align: top; }
 img { max-width: 100%; image-rendering: pixelated; }
+figure.grid img[alt*='@'] { min-width: 320px; }  /* member grids (alt "variant@seed"): small images enlarged */
 """
 
 
