@@ -17,7 +17,7 @@ from typing import Any
 
 from ddpm.errors import DdpmError
 
-TERMINAL = ("done", "succeeded", "failed", "cancelled", "partial")
+TERMINAL = ("done", "succeeded", "failed", "cancelled", "partial")  # the service says done, failed, cancelled
 FORMATS = {"html": "report.html", "zip": "report.zip", "csv": "table.csv"}
 
 
@@ -87,7 +87,8 @@ class StudyClient:
 
 
 class MemberBars:
-    """One tqdm bar per member from GET /studies/{id}'s `members` (0..1 progress, state as description)."""
+    """One tqdm bar per member from GET /studies/{id}'s `member_states` (the service's shape: key, state,
+    and per stage train / grid / fid a 0..1 progress); the bar is the mean over the stages."""
 
     def __init__(self) -> None:
         self.bars: dict[str, Any] = {}
@@ -95,17 +96,29 @@ class MemberBars:
     def __call__(self, state: dict[str, Any]) -> None:
         from tqdm import tqdm
 
-        for member in state.get("members") or []:
+        members = state.get("member_states")
+        if not isinstance(members, list):
+            members = state.get("members") if isinstance(state.get("members"), list) else []
+        for member in members:
             key = str(member.get("key") or member.get("member") or "?")
             if key not in self.bars:
                 self.bars[key] = tqdm(total=1000, desc=key, file=sys.stderr, dynamic_ncols=True, leave=True)
             bar = self.bars[key]
-            progress = member.get("progress")
-            done = 1.0 if member.get("state") in TERMINAL else float(progress or 0.0)
-            bar.n = round(1000 * min(max(done, 0.0), 1.0))
+            bar.n = round(1000 * min(max(member_progress(member), 0.0), 1.0))
             bar.set_description(f"{key} {member.get('state', '')}", refresh=False)
             bar.refresh()
 
     def close(self) -> None:
         for bar in self.bars.values():
             bar.close()
+
+
+def member_progress(member: dict[str, Any]) -> float:
+    """0..1: done is 1; else the mean of the stages' progress, or the member's own `progress`."""
+    if member.get("state") == "done":
+        return 1.0
+    stages = member.get("stages")
+    if isinstance(stages, dict) and stages:
+        values = [float(stage.get("progress") or 0.0) for stage in stages.values() if isinstance(stage, dict)]
+        return sum(values) / len(values) if values else 0.0
+    return float(member.get("progress") or 0.0)

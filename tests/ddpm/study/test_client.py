@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from ddpm.cli import main
+from ddpm.study.client import member_progress
 from ddpm.study.spec import preset
 
 
@@ -44,8 +45,10 @@ class _Service(BaseHTTPRequestHandler):
         if self.path == "/studies/s1":
             _Service.polls += 1
             state = "running" if _Service.polls < 3 else "done"
-            members = [{"key": "baseline@0", "state": "training", "progress": 0.5}]
-            self._answer(200, json.dumps({"id": "s1", "state": state, "members": members}).encode())
+            stages = {"train": {"progress": 0.75}, "grid": {"progress": 0.0}, "fid": {"progress": 0.0}}
+            members = [{"key": "baseline@0", "state": "training", "stages": stages}]
+            body = {"id": "s1", "state": state, "members": 1, "member_states": members}
+            self._answer(200, json.dumps(body).encode())
         elif self.path.startswith("/studies/s1/report?format="):
             fmt = self.path.rsplit("=", 1)[1]
             self._answer(200, f"the {fmt} report".encode(), "application/octet-stream")
@@ -74,6 +77,13 @@ def test_submits_follows_and_downloads(service: str, tmp_path: Path) -> None:
     assert (out / "report.html").read_text() == "the html report"
     assert (out / "report.zip").read_bytes() == b"the zip report"
     assert (out / "table.csv").read_text() == "the csv report"
+
+
+def test_member_progress_is_the_mean_of_its_stages() -> None:
+    stages = {"train": {"progress": 0.9}, "grid": {"progress": 0.3}, "fid": {"progress": 0.0}}
+    assert member_progress({"state": "evaluating", "stages": stages}) == pytest.approx(0.4)
+    assert member_progress({"state": "done", "stages": stages}) == 1.0
+    assert member_progress({"state": "training", "progress": 0.25}) == 0.25
 
 
 def test_a_refusal_is_printed(service: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
