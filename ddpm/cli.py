@@ -13,7 +13,7 @@ from importlib.metadata import entry_points
 
 # The engine's modules that contribute subcommands; each defines register(subparsers) and keeps heavy
 # imports (torch, the service) inside its handlers so `ddpm --help` stays fast.
-COMMAND_MODULES = ("ddpm.commands", "ddpm.bench.cli", "ddpm.fid.cli", "ddpm.classifier.cli")
+COMMAND_MODULES = ("ddpm.commands", "ddpm.bench.cli", "ddpm.fid.cli", "ddpm.classifier.cli", "ddpm.study.cli")
 # Packages above the engine (the service: serve, worker, jobs) register theirs under this entry-point
 # group in pyproject.toml, so the engine never names them.
 COMMAND_GROUP = "ddpm.commands"

@@ -110,10 +110,10 @@ class StudyReport:
 
     def table(self) -> list[dict[str, Any]]:
         """One JSON-able row per member, in the spec's order; metric keys are `<metric>_<N>`."""
+        from models import get_arch
+
         rows = []
         for result in self.results:
-            from models import get_arch
-
             row: dict[str, Any] = {
                 "member": result.key,
                 "variant": result.variant,
@@ -187,7 +187,7 @@ class StudyReport:
         }
         for result in self.results:
             if result.grid_png is not None and Path(result.grid_png).is_file():
-                out[f"grids/{_file_name(result.key)}.png"] = Path(result.grid_png).read_bytes()
+                out[f"grids/{grid_file_name(result.key)}.png"] = Path(result.grid_png).read_bytes()
         return out
 
     # --- formats --------------------------------------------------------------------------------
@@ -234,7 +234,7 @@ class StudyReport:
             "",
         ]
         for result in self.results:
-            name = f"grids/{_file_name(result.key)}.png"
+            name = f"grids/{grid_file_name(result.key)}.png"
             if name in self.figures:
                 lines.append(f"![{result.key}]({link(name)})")  # consecutive images sit side by side
             else:
@@ -353,7 +353,8 @@ def build_report(spec: StudySpec, results: list[MemberResult], code_version: str
     return StudyReport(spec, list(results), code_version)
 
 
-def _file_name(key: str) -> str:
+def grid_file_name(key: str) -> str:
+    """A member's grid file name without suffix: "anti_aliasing+biggan@0" -> "anti_aliasing.biggan-seed0"."""
     return key.replace("+", ".").replace("@", "-seed")
 
 
@@ -383,6 +384,7 @@ th:first-child, td:first-child { text-align: left; }
 pre { background: #f6f6f6; padding: 1em; overflow-x: auto; font-size: 0.85em; }
 figure.grid { display: inline-block; margin: 0.5em; vertical-align: top; }
 img { max-width: 100%; image-rendering: pixelated; }
+figure.grid img[alt*='@'] { min-width: 320px; }  /* member grids (alt "variant@seed"): small images enlarged */
 """
 
 
