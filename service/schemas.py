@@ -171,7 +171,9 @@ class TrainRequest(BaseModel):
     @classmethod
     def _fill_in_preset(cls, data: Any) -> Any:
         """A known preset's values under the fields sent; an unknown one is left to the field's 422."""
-        if isinstance(data, dict) and data.get("preset") in TRAIN_PRESETS and not data.get("resume"):
+        preset = data.get("preset") if isinstance(data, dict) else None
+        # Any JSON may arrive here, before the field's own check: a list or object is not a name to look up.
+        if isinstance(preset, str) and preset in TRAIN_PRESETS and not data.get("resume"):
             return with_preset(data["preset"], data)
         return data
 

@@ -77,5 +77,8 @@ def test_a_preset_fills_in_its_recipe_under_the_fields_sent(idle_client: TestCli
 
     unknown = idle_client.post("/train", json={"preset": "mnist-quick"})
     assert unknown.status_code == 422 and "digits-quick" in unknown.text
+    for not_a_name in ({}, [], ["digits-quick"], 1):  # found by schemathesis: an object was a 500
+        wrong = idle_client.post("/train", json={"preset": not_a_name})
+        assert wrong.status_code == 422 and wrong.json()["detail"][0]["loc"] == ["body", "preset"], wrong.text
     resumed = idle_client.post("/train", json={"preset": "digits-quick", "run_id": "x", "resume": True})
     assert resumed.status_code == 422 and "leave it out when resuming" in resumed.text

@@ -69,12 +69,14 @@ def digits() -> torch.Tensor:
 
 
 def write_pngs(folder: Path, images: torch.Tensor) -> list[Path]:
-    """uint8 (N, 3, H, W) -> folder/00000.png ..., the way the sampling engine's PNGs store pixels."""
+    """uint8 (N, C, H, W) -> folder/00000.png ..., the way the sampling engine's PNGs store pixels: three
+    channels as RGB, one (a grey data set's samples) as a grey PNG, which pytorch-fid reads as RGB."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for index, image in enumerate(images):
         path = folder / f"{index:05d}.png"
-        Image.fromarray(image.permute(1, 2, 0).numpy()).save(path)
+        pixels = image.permute(1, 2, 0).numpy()
+        Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels).save(path)
         paths.append(path)
     return paths
 

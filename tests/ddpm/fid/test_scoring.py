@@ -58,7 +58,7 @@ def test_every_metric_at_every_n(reference: ReferenceFeatures) -> None:
         is_seed = derive_seed(4, STREAM_IS_SHUFFLE, n) % LEGACY_SEED_RANGE
         assert row.inception_score == inception_score(rows @ classifier.T, 10, is_seed)
         assert any("rank-deficient" in w for w in row.warnings)  # 64 dims here, but the rule is pool3's
-    assert set(scoring.timings) == {"fast_frechet_setup", *METRICS} - {"fid"} | {"frechet"}
+    assert set(scoring.timings) == {"fast_frechet_setup", "statistics", *METRICS} - {"fid"} | {"frechet"}
     assert scoring.warnings == [w for row in scoring.scores.values() for w in row.warnings]
 
 
