@@ -52,6 +52,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--ema", action="store_true", help="keep an EMA of the weights (decay --ema-decay)")
     train.add_argument("--ema-decay", type=float, default=0.9999, help="EMA decay per step")
     train.add_argument(
+        "--ema-warmup",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="ramp the EMA decay as min(decay, (1+step)/(10+step)) (default: on)",
+    )
+    train.add_argument(
         "--bf16",
         action="store_true",
         help="bf16 autocast for the network on CUDA (loss and weights stay fp32)",
@@ -136,7 +142,7 @@ def cmd_archs(args: argparse.Namespace) -> int:
 # `ddpm train` options that are TrainConfig fields of the same name.
 TRAIN_OPTIONS = (
     "arch", "dataset", "epochs", "max_steps", "batch_size", "lr", "seed", "width", "channels",
-    "checkpoint_every", "ema", "ema_decay", "bf16", "image_size", "schedule", "dropout", "grayscale",
+    "checkpoint_every", "ema", "ema_decay", "ema_warmup", "bf16", "image_size", "schedule", "dropout", "grayscale",
 )  # fmt: skip
 
 

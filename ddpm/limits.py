@@ -93,7 +93,7 @@ BUILTIN_DATASETS = ("cifar10", "digits")
 GRAYSCALE_DATASETS = ("digits",)
 # What a training config (a checkpoint's, run.json's) written before an option existed meant by leaving it
 # out, where that is not the option's default: runs before `grayscale` trained three channels on any data.
-PREDATED_TRAIN_OPTIONS: dict[str, object] = {"grayscale": False}
+PREDATED_TRAIN_OPTIONS: dict[str, object] = {"grayscale": False, "ema_warmup": False}
 FOLDER_PREFIX = "folder:"
 RUN_ID_REGEX = r"^[a-z0-9][a-z0-9_.-]{0,127}$"  # URL- and path-safe
 CLASSIFIER_NAME_REGEX = RUN_ID_REGEX  # classifier folder names, same rules as run ids

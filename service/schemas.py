@@ -145,6 +145,11 @@ class TrainRequest(BaseModel):
     )
     ema: bool = False
     ema_decay: float = Field(0.9999, gt=0, lt=1, description="EMA decay per step (with ema)")
+    ema_warmup: bool = Field(
+        True,
+        description="ramp the EMA decay as min(ema_decay, (1+step)/(10+step)) so short runs average"
+        " trained weights",
+    )
     bf16: bool = Field(
         False,
         description="bf16 autocast for the network on CUDA (loss, weights, AdamW stay fp32); fixed per run",

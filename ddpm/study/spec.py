@@ -56,6 +56,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "image_size": 32,
     "ema": False,
     "ema_decay": 0.9999,
+    "ema_warmup": True,
     "schedule": "linear",
     "dropout": None,
     "checkpoint_every": 10,
@@ -389,6 +390,7 @@ def _train(value: Any) -> dict[str, Any]:
         "checkpoint_every": _int(merged["checkpoint_every"], "train.checkpoint_every", 1, MAX_EPOCHS),
         "bf16": _bool(merged["bf16"], "train.bf16"),
         "ema_decay": _float(merged["ema_decay"], "train.ema_decay", 0.0, 1.0),
+        "ema_warmup": _bool(merged["ema_warmup"], "train.ema_warmup"),
         "grayscale": None if merged["grayscale"] is None else _bool(merged["grayscale"], "train.grayscale"),
     }
     if train["ema_decay"] == 1.0:

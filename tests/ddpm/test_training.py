@@ -435,3 +435,30 @@ def test_grey_data_trains_a_one_channel_network_and_old_runs_stay_rgb(folder_dat
         train(_config(max_steps=4, grayscale=True), folder_data, run_id="old", device="cpu")
     with pytest.raises(InvalidOption, match="grayscale must be true, false or unset"):
         _config(grayscale="yes")
+
+
+def test_ema_warmup_ramps_the_decay_and_old_records_keep_none() -> None:
+    """With warm-up, update k uses min(decay, (1 + k) / (10 + k)): the first average is mostly the
+    trained weights, not the init. A record written before the option existed resumes without a ramp."""
+    from ddpm.training import _Ema
+
+    model = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    ema = _Ema(model, decay=0.999, warmup=True)
+    expected = 0.0
+    for k in range(50):
+        with torch.no_grad():
+            model.weight.fill_(float(k + 1))
+        ema.update(model, k)
+        decay = min(0.999, (1 + k) / (10 + k))
+        expected = decay * expected + (1 - decay) * (k + 1)
+    assert ema.decay_at(0) == pytest.approx(0.1) and ema.decay_at(10**6) == 0.999
+    assert ema.shadow["weight"].item() == pytest.approx(expected, rel=1e-5)
+    assert expected > 25  # the plain 0.999 average would still be ~1.3: 95% init
+    assert not _Ema(model, decay=0.999, warmup=False).decay_at(0) < 0.999
+
+    old = _config(ema=True).to_dict()
+    del old["ema_warmup"]
+    assert TrainConfig.from_dict(old).ema_warmup is False
+    assert _config(ema=True).ema_warmup is True
