@@ -8,6 +8,7 @@ so `GET /archs` can report them without building a model.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import re
 from dataclasses import dataclass
@@ -179,11 +180,24 @@ for _spec in _SPECS:
 
 
 class UnknownArchError(ConfigError):
-    """The architecture name is not in the registry."""
+    """The architecture name is not in the registry. `name` is the part that is unknown, so a caller
+    can word its own message (the API's is one line: service/schemas.py)."""
+
+    def __init__(self, message: str, name: object) -> None:
+        super().__init__(message)
+        self.name = name
 
 
 def arch_names() -> list[str]:
     return list(ARCHS)
+
+
+def closest_arch(name: object) -> str | None:
+    """The registry name `name` most likely meant (a typo of a registry, report or alias name), or None."""
+    if not isinstance(name, str):
+        return None
+    match = difflib.get_close_matches(_normalise(name), list(_LOOKUP), n=1, cutoff=0.75)
+    return _LOOKUP[match[0]] if match else None
 
 
 COMBINE = "+"
@@ -201,7 +215,8 @@ def resolve_arch(name: str) -> str:
         if not isinstance(part, str) or _normalise(part) not in _LOOKUP:
             valid = ", ".join(f"{s.name} ({s.report_name})" for s in _SPECS)
             raise UnknownArchError(
-                f"unknown arch {part!r}; valid: {valid}; or a combination joined by '+', e.g. biggan+anti_aliasing"
+                f"unknown arch {part!r}; valid: {valid}; or a combination joined by '+', e.g. biggan+anti_aliasing",
+                part,
             )
         canonical.append(_LOOKUP[_normalise(part)])
     ordered = [arch for arch in ARCHS if arch in canonical]

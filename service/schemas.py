@@ -21,6 +21,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from ddpm import limits
 from ddpm.errors import InvalidOption
@@ -28,7 +29,15 @@ from ddpm.fid import options as fid_options
 from ddpm.presets import TRAIN_PRESETS, with_preset
 from ddpm.sampler_spec import SamplerSpec
 from jobs.settings import MAX_WAIT_S
-from models import ConfigError, ModelConfig, UnknownArchError, arch_config, resolve_arch
+from models import (
+    ConfigError,
+    ModelConfig,
+    UnknownArchError,
+    arch_config,
+    arch_names,
+    closest_arch,
+    resolve_arch,
+)
 from models.config import valid_image_sizes as models_valid_image_sizes
 
 # JSON bodies: strict types (no "3" for an integer, no "yes" for a boolean) and finite numbers only.
@@ -37,11 +46,23 @@ STRICT_BODY = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 FINITE_QUERY = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
+def unknown_variant_message(err: UnknownArchError) -> str:
+    """One line for the API and the page: the unknown name, the likely one, the registry's names (not
+    the engine's "name (report name)" pairs, which read as a list of twenty-eight), where to read more."""
+    guess = closest_arch(err.name)
+    hint = f" (did you mean {guess}?)" if guess else ""
+    return (
+        f"unknown variant {err.name!r}{hint}; valid: {', '.join(arch_names())}, their report names, "
+        "or presets joined by '+' (GET /archs)"
+    )
+
+
 def _canonical_arch(name: str) -> str:
     try:
         return resolve_arch(name)
     except UnknownArchError as err:
-        raise ValueError(str(err)) from err
+        # A custom error type: pydantic's ValueError would prefix the message with "Value error, ".
+        raise PydanticCustomError("unknown_variant", unknown_variant_message(err)) from err
 
 
 ArchName = Annotated[

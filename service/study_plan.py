@@ -16,8 +16,9 @@ from ddpm.limits import GRAYSCALE_DATASETS, PREDATED_TRAIN_OPTIONS
 from ddpm.runs import SUCCEEDED, RunDir, UnreadableRun, new_run_id
 from ddpm.study.spec import TRAIN_DEFAULTS, StudySpec, StudySpecError, preset
 from jobs.settings import Settings
+from models import UnknownArchError
 from service.errors import invalid_field
-from service.schemas import FidRequest, SampleQuery, TrainRequest
+from service.schemas import FidRequest, SampleQuery, TrainRequest, unknown_variant_message
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -35,7 +36,10 @@ def read_spec(body: Mapping[str, Any]) -> StudySpec:
             spec = StudySpec.from_dict(body)
         spec.validate()
     except StudySpecError as err:
-        raise invalid_field(("body", *err.field.split(".")), err.message, _at(body, err.field)) from err
+        # An unknown variant reads as the other routes word it: one line, not the engine's long list.
+        unknown = err.__cause__ if isinstance(err.__cause__, UnknownArchError) else None
+        text = unknown_variant_message(unknown) if unknown else err.message
+        raise invalid_field(("body", *err.field.split(".")), text, _at(body, err.field)) from err
     return spec
 
 
