@@ -15,12 +15,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ddpm.dataset_catalog import CIFAR10_ARCHIVE, IMAGE_SUFFIXES
 from ddpm.errors import DatasetUnavailable, InvalidOption
 from ddpm.limits import BUILTIN_DATASETS, FOLDER_PREFIX  # noqa: F401 (re-exported)
 from ddpm.seeding import STREAM_EPOCH_ORDER, derive_seed
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 
 

@@ -24,6 +24,7 @@ from service.routes import (
     analysis,
     archs,
     classifiers,
+    datasets,
     fid,
     health,
     jobs,
@@ -82,7 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Content-Type", "X-API-Key", "Authorization"],
         )
     guarded = [Depends(require_api_key)]
-    for module in (archs, train, jobs, runs, samples, fid, plots, metrics, studies):
+    for module in (archs, datasets, train, jobs, runs, samples, fid, plots, metrics, studies):
         app.include_router(module.router, dependencies=guarded)
     for module in (analysis, classifiers):  # the classifier study (docs/analysis.md)
         app.include_router(module.router, dependencies=guarded)
