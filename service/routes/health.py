@@ -58,11 +58,15 @@ def readiness(settings: Settings, store: JobStore) -> dict[str, Any]:
         "data_dir": str(settings.data_dir),
         "disk": {"free_mb": free_mb, "min_free_mb": settings.min_free_mb},
         "workers": [],
+        "devices": [],  # the workers' resolved devices (cpu, cuda:0), for the page's header
     }
     try:
         # Reads only: a Redis that cannot save (its disk is full) still answers them, while it
         # refuses writes (and even PING) with MISCONF.
-        body["workers"] = WorkerRegistry(store.client, store.prefix).alive()
+        body["workers"] = [
+            _with_device(worker) for worker in WorkerRegistry(store.client, store.prefix).alive()
+        ]
+        body["devices"] = sorted({worker["device"] for worker in body["workers"]})
         store.client.set(f"{store.prefix}:readyz", str(time.time()), ex=60)
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as err:
         detail = redis_unavailable_message(settings.redis_url, err)
@@ -83,3 +87,9 @@ def readiness(settings: Settings, store: JobStore) -> dict[str, Any]:
         detail = "no worker has reported in: start one (`ddpm worker`, or the compose worker service)"
         return {**body, "status": "no_workers", "detail": detail}
     return {**body, "status": OK}
+
+
+def _with_device(heartbeat: dict[str, Any]) -> dict[str, Any]:
+    """A worker's heartbeat with its resolved device (cpu, cuda:0) named, "unknown" for a heartbeat
+    from a worker too old to carry one, so every entry answers "where do my jobs run"."""
+    return {**heartbeat, "device": str(heartbeat.get("device") or "unknown")}
