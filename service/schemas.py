@@ -46,14 +46,19 @@ STRICT_BODY = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 FINITE_QUERY = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
+# How many registry names an unknown-variant message shows before pointing to GET /archs for the rest.
+NAMES_SHOWN = 3
+
+
 def unknown_variant_message(err: UnknownArchError) -> str:
-    """One line for the API and the page: the unknown name, the likely one, the registry's names (not
-    the engine's "name (report name)" pairs, which read as a list of twenty-eight), where to read more."""
+    """One short line for the API and the page: the unknown name, the one likely meant, the first few
+    registry names and where the rest are (the engine's message lists all 28 names and report names)."""
+    names = arch_names()
     guess = closest_arch(err.name)
     hint = f" (did you mean {guess}?)" if guess else ""
     return (
-        f"unknown variant {err.name!r}{hint}; valid: {', '.join(arch_names())}, their report names, "
-        "or presets joined by '+' (GET /archs)"
+        f"unknown variant {err.name!r}{hint}; valid: {', '.join(names[:NAMES_SHOWN])}, ... "
+        f"({len(names)} variants: GET /archs)"
     )
 
 
