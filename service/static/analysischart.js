@@ -3,7 +3,8 @@
 // of images unlike its data, so the confident share reads as "recognisable" only once the histogram
 // shows the classes are covered.
 import { apiImage } from "./api.js";
-import { formatEpoch, h, table } from "./dom.js";
+import { formatEpoch, h, plural, table } from "./dom.js";
+import { enlargeable } from "./lightbox.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const GRID_PADDING = 2; // pixels between and around the grid's images (torchvision's make_grid)
@@ -21,7 +22,7 @@ export function describeSource(row) {
 
 function describeSampling(row) {
   if (row.kind === "real") return `N=${row.n}, seed ${row.seed}`;
-  const steps = row.steps ? ` ${row.steps} steps` : "";
+  const steps = row.steps ? ` ${plural(row.steps, "step")}` : "";
   return `N=${row.n}, seed ${row.seed}, ${row.sampler}${steps}`;
 }
 
@@ -127,7 +128,7 @@ export function classGrid(resultId, classNames, imageSize, rows) {
       return h("span", { style: `grid-row: ${2 * c + 2}`, title }, name);
     }),
   );
-  return h("div.class-grid", {}, labels, image);
+  return h("div.class-grid", {}, labels, enlargeable(image, "the most confident images of each class"));
 }
 
 function verdict(row) {
@@ -186,7 +187,7 @@ export function analysisFigure(record) {
       ],
       classes,
     ),
-    h("h4", {}, `The ${record.grid.per_class} most confident images of each class`),
+    h("h4", {}, record.grid.per_class === 1 ? "The most confident image of each class" : `The ${record.grid.per_class} most confident images of each class`),
     classGrid(record.id, names, record.image_size, record.grid.rows),
   );
 }

@@ -3,7 +3,7 @@
 import { analysisView } from "./analysis.js";
 import { apiKey, send, setApiKey } from "./api.js";
 import { compareView } from "./compare.js";
-import { h } from "./dom.js";
+import { h, plural } from "./dom.js";
 import { epochsView } from "./epochs.js";
 import { fidView } from "./fid.js";
 import { jobsView } from "./jobs.js";
@@ -55,15 +55,22 @@ window.addEventListener("api:authorized", () => {
   keyInput.removeAttribute("aria-invalid");
 });
 
+/** "worker: cpu", "2 workers: cpu, cuda:0": where jobs run, from /readyz (without the API key, when
+ * the server has one, it says only "ok": then just "ready"). */
+function workersLine(body) {
+  if (!body.workers) return "ready";
+  const devices = body.devices ?? [...new Set(body.workers.map((w) => w.device))];
+  const count = body.workers.length;
+  return `${count === 1 ? "worker" : plural(count, "worker")}: ${devices.join(", ")}`;
+}
+
 async function showReadiness() {
   const badge = document.getElementById("readiness");
   try {
     const response = await send("/readyz");
     const body = await response.json();
-    const workers = body.workers ?? [];
-    badge.textContent =
-      body.status === "ok" ? `${workers.length} worker${workers.length === 1 ? "" : "s"} (${[...new Set(workers.map((w) => w.device))].join(", ")})` : body.status.replaceAll("_", " ");
-    badge.title = body.detail ?? workers.map((w) => `${w.hostname}: ${w.device}`).join("\n");
+    badge.textContent = body.status === "ok" ? workersLine(body) : body.status.replaceAll("_", " ");
+    badge.title = body.detail ?? (body.workers ?? []).map((w) => `${w.hostname}: ${w.device}${w.device_name ? ` (${w.device_name})` : ""}`).join("\n");
     badge.dataset.state = body.status === "ok" ? "ok" : "down";
   } catch (error) {
     badge.textContent = "API unreachable";

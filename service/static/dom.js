@@ -21,6 +21,17 @@ export function clear(element, ...children) {
   return element;
 }
 
+/** "1 image", "2 images", "1,000 steps": the count and the noun agreeing; `many` for irregular plurals. */
+export function plural(count, noun, many = `${noun}s`) {
+  const shown = Number.isInteger(count) ? count.toLocaleString("en") : String(count);
+  return `${shown} ${nounFor(count, noun, many)}`;
+}
+
+/** The noun alone, agreeing with `count` (for a count shown apart from it, e.g. in bold). */
+export function nounFor(count, noun, many = `${noun}s`) {
+  return count === 1 ? noun : many;
+}
+
 export function formatNumber(value, digits = 3) {
   if (value === null || value === undefined) return "–";
   return Number.isInteger(value) ? value.toLocaleString("en") : Number(value).toFixed(digits);
@@ -67,18 +78,49 @@ export function progressBar() {
     if (job.state === "running" && job.images_per_s) parts.push(`${Math.round(job.images_per_s)} img/s`);
     if (job.state === "running" && job.eta_s) parts.push(`ETA ${formatDuration(job.eta_s)}`);
     if (job.state !== "running") parts.push(job.cancel_requested && job.state !== "cancelled" ? "cancelling" : job.state);
-    text.textContent = parts.join(" · ");
+    // The text wraps (style.css) rather than being cut: a line breaks between parts, never inside one,
+    // so "ETA 12 min" is read whole however narrow the bar.
+    text.textContent = parts.map((part) => part.replaceAll(" ", "\u00a0")).join(" · ");
   }
   return { element, update };
 }
 
-/** A table from column specs [{title, cell: (row) => node|string}], wrapped to scroll on narrow screens. */
+/** A table from column specs [{title, cell: (row) => node|string}], scrolling sideways on narrow screens. */
 export function table(columns, rows, { rowAttrs } = {}) {
   const head = h("tr", {}, columns.map((column) => h("th", { class: column.className }, column.title)));
   const body = rows.map((row) =>
     h("tr", rowAttrs ? rowAttrs(row) : {}, columns.map((column) => h("td", { class: column.className }, column.cell(row)))),
   );
-  return h("div.table-wrap", {}, h("table", {}, h("thead", {}, head), h("tbody", {}, body)));
+  return scrollable(h("table", {}, h("thead", {}, head), h("tbody", {}, body)));
+}
+
+const SCROLL_HINTS = { right: "scroll →", left: "← scroll", both: "← scroll →" };
+
+/**
+ * A wide element (a table) in a box that scrolls sideways instead of cutting columns off, with a cue
+ * while part of it is out of sight: data-overflow (none, right, left, both) shades the edge that hides
+ * columns (style.css) and shows a "scroll →" hint. The box takes keyboard focus, so arrow keys scroll it.
+ */
+export function scrollable(content, label = "table") {
+  const hint = h("span.scroll-hint", { "aria-hidden": "true" });
+  const box = h("div.scroll-box", { tabindex: "0", role: "region", "aria-label": `${label}, scrolls sideways` }, content);
+  const wrap = h("div.table-wrap", { dataset: { overflow: "none" } }, hint, h("div.scroll-frame", {}, box));
+  function update() {
+    const hidden = box.scrollWidth - box.clientWidth;
+    const left = box.scrollLeft > 1;
+    const right = box.scrollLeft < hidden - 1;
+    const overflow = hidden <= 1 ? "none" : left && right ? "both" : left ? "left" : "right";
+    if (wrap.dataset.overflow === overflow) return;
+    wrap.dataset.overflow = overflow;
+    hint.textContent = SCROLL_HINTS[overflow] ?? "";
+    box.tabIndex = overflow === "none" ? -1 : 0; // nothing to scroll: not a stop for the Tab key
+  }
+  box.addEventListener("scroll", update, { passive: true });
+  // The box resizes with the window; the content as its rows change (the jobs' progress, new rows).
+  const observer = new ResizeObserver(update);
+  observer.observe(box);
+  observer.observe(content);
+  return wrap;
 }
 
 export function message(kind, text) {

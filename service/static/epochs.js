@@ -1,7 +1,7 @@
 // Epochs: one run's grids across its kept checkpoints from the same noise (the report's figure of
 // one model across epochs).
 import { json } from "./api.js";
-import { clear, formatEpoch, h, message } from "./dom.js";
+import { clear, formatEpoch, h, message, plural } from "./dom.js";
 import { sampleGrid, samplingFields } from "./grid.js";
 
 export function epochsView() {
@@ -56,7 +56,7 @@ export function epochsView() {
       clear(
         runSelect,
         sampled.map((run) =>
-          h("option", { value: run.run_id, selected: run.run_id === keep }, `${run.run_id} (${run.arch}, ${run.checkpoints} checkpoints)`),
+          h("option", { value: run.run_id, selected: run.run_id === keep }, `${run.run_id} (${run.arch}, ${plural(run.checkpoints, "checkpoint")})`),
         ),
       );
       if (!sampled.length) clear(problems, message("info", "No run has a kept checkpoint yet: start one from Train."));

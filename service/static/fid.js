@@ -71,16 +71,20 @@ function resultsTable(rows) {
     marked,
   );
   const list = h("ol.notes", {}, [...notes.keys()].map((text) => h("li", {}, text)));
-  return [
-    view,
-    notes.size ? list : "",
-    h(
-      "p.note",
-      {},
-      "FID depends on N (it falls as N grows), so compare FIDs at the same N only. KID is unbiased at any N; " +
-        "FID-inf extrapolates FID to infinitely many samples. Two figures whose intervals overlap are not a ranking.",
-    ),
+  return [view, notes.size ? list : "", fidFootnote()];
+}
+
+/** What the numbers mean, on the page (not a pointer elsewhere): read before comparing any two rows. */
+function fidFootnote() {
+  const points = [
+    ["Lower is better.", " FID is the distance between Inception features of the generated images and of the data set's training images (pytorch-fid's own number); 0 would be indistinguishable."],
+    ["N is the number of generated images", " scored against the data set's statistics. FID falls as N grows, so FIDs at different N are not comparable: compare rows of the same N (and the same data set)."],
+    ["Sampler:", " the images come from the named sampler and step count, from one seed; another sampler, step count or seed gives other images and another FID."],
+    ["The 95% interval", " is a bootstrap over those N images: how much FID moves with which images were drawn. It leaves out what another training run, or another seed of it, would change. Two rows whose intervals overlap are not a ranking."],
+    ["KID ×10³", " is unbiased at any N (± its spread over subsets); FID-inf extrapolates FID to infinitely many images (± the fit's error); precision / recall: the share of generated images that look like data, and of the data the images cover, each between 0 and 1, higher is better, comparable only at the same N."],
+    ["The report's column", " is Table 1: CIFAR-10 after 100 epochs, N = 4096, DDPM's 1000-step sampler; it compares only with a row of that setup."],
   ];
+  return h("ul.note.fid-footnote", { id: "fid-footnote" }, points.map(([lead, rest]) => h("li", {}, h("strong", {}, lead), rest)));
 }
 
 function reportTable(report) {
@@ -93,6 +97,6 @@ function reportTable(report) {
       ],
       scored,
     ),
-    h("p.note", {}, "CIFAR-10, 100 epochs, 4096 samples; README lists the two figures from outside the table (an ablation and Ho et al.'s own)."),
+    h("p.note", {}, "The report's FIDs: CIFAR-10, 100 epochs, N = 4096 samples from DDPM's 1000 steps; lower is better."),
   ];
 }

@@ -3,6 +3,7 @@
 import { errorOf, json, query, send } from "./api.js";
 import { h, progressBar } from "./dom.js";
 import { watchJob } from "./jobwatch.js";
+import { enlargeable } from "./lightbox.js";
 
 /** Seed, n, nrow, sampler and steps; values() gives them as /samples parameters. */
 export function samplingFields() {
@@ -83,7 +84,7 @@ export function sampleGrid(title, params) {
       URL.revokeObjectURL(url);
       element.dataset.state = "ready";
     });
-    frame.replaceChildren(img);
+    frame.replaceChildren(enlargeable(img, `${title}: samples`));
   }
 
   function follow(accepted) {

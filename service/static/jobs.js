@@ -1,7 +1,7 @@
 // Jobs: the job list, newest first, with live progress for queued and running jobs, their errors,
 // and a cancel button.
 import { json } from "./api.js";
-import { clear, formatTime, h, message, progressBar } from "./dom.js";
+import { clear, formatTime, h, message, progressBar, scrollable } from "./dom.js";
 import { TERMINAL, watchJob } from "./jobwatch.js";
 import { serviceSummary } from "./metrics.js";
 
@@ -25,15 +25,14 @@ export function jobsView() {
     {},
     h("div.toolbar", {}, h("label", {}, "Show ", kind), summary.element),
     problems,
-    h(
-      "div.table-wrap",
-      {},
+    scrollable(
       h(
         "table.jobs",
         {},
-        h("thead", {}, h("tr", {}, ["Job", "What", "State", "Progress", "Created", "Details", ""].map((title) => h("th", {}, title)))),
+        h("thead", {}, h("tr", {}, ["Job", "Progress", "State", "What", "Created", "Details", ""].map((title) => h("th", {}, title)))),
         body,
       ),
+      "jobs",
     ),
   );
 
@@ -46,10 +45,11 @@ export function jobsView() {
     const element = h(
       "tr",
       { dataset: { jobId: job.id } },
+      // Progress second: on a phone it is in sight beside the job, ETA and all, before any scrolling.
       h("td", {}, h("code", { title: job.id }, job.id.slice(0, 8)), " ", h("span.kind", {}, job.kind)),
-      h("td", {}, what, job.run_id ? h("div.sub", {}, job.run_id) : null),
-      h("td", {}, state),
       h("td.progress-cell", {}, bar.element),
+      h("td", {}, state),
+      h("td", {}, what, job.run_id ? h("div.sub", {}, job.run_id) : null),
       h("td", {}, formatTime(job.created)),
       details,
       h("td", {}, cancel),

@@ -1,7 +1,7 @@
 // The service at a glance, from GET /metrics (Prometheus' text format): queue depth, live workers,
 // jobs by state and current throughput.
 import { send } from "./api.js";
-import { clear, formatNumber, h } from "./dom.js";
+import { clear, formatNumber, h, nounFor } from "./dom.js";
 
 /** [{name, labels, value}] from Prometheus text: `name{a="x",b="y"} 1.5` lines; # lines are comments. */
 export function parseMetrics(text) {
@@ -31,7 +31,7 @@ export function serviceSummary() {
       const jobs = (state) => sum(samples, "ddpm_jobs", (labels) => labels.state === state);
       const figures = [
         ["waiting in the queue", sum(samples, "ddpm_queue_messages")],
-        ["workers", sum(samples, "ddpm_workers")],
+        [(n) => nounFor(n, "worker"), sum(samples, "ddpm_workers")],
         ["running", jobs("running")],
         ["queued", jobs("queued")],
         ["failed", jobs("failed")],
@@ -40,7 +40,10 @@ export function serviceSummary() {
       ];
       clear(
         element,
-        figures.map(([label, value]) => h("span.figure", {}, h("strong", {}, formatNumber(Math.round(value * 10) / 10, 1)), ` ${label}`)),
+        figures.map(([label, value]) => {
+          const shown = Math.round(value * 10) / 10;
+          return h("span.figure", {}, h("strong", {}, formatNumber(shown, 1)), ` ${typeof label === "function" ? label(shown) : label}`);
+        }),
       );
     } catch {
       // unreachable API: the job list says so

@@ -2,7 +2,7 @@
 // grid and FID, cancel or retry, and open the report. The API plans and validates everything: its
 // 422s are shown as it words them, naming the field.
 import { ApiError, errorOf, json, send } from "./api.js";
-import { clear, formatNumber, formatTime, h, message, progressBar, table } from "./dom.js";
+import { clear, formatNumber, formatTime, h, message, plural, progressBar, table } from "./dom.js";
 
 const POLL_MS = 2000;
 const STAGES = ["train", "grid", "fid"];
@@ -62,7 +62,7 @@ export function studiesView() {
   async function loadPresets() {
     try {
       presets = (await json("/studies/presets")).presets;
-      clear(presetSelect, presets.map((preset) => h("option", { value: preset.name }, `${preset.name} (${preset.members} members)`)));
+      clear(presetSelect, presets.map((preset) => h("option", { value: preset.name }, `${preset.name} (${plural(preset.members, "member")})`)));
       // The quick one first: report-table1 is GPU-hours (weeks on a CPU), not something to start by a stray click.
       if (presets.some((preset) => preset.name === QUICK_PRESET)) presetSelect.value = QUICK_PRESET;
       describePreset();
@@ -76,7 +76,7 @@ export function studiesView() {
     const preset = presets.find((candidate) => candidate.name === presetSelect.value);
     if (!preset) return;
     const { variants, train, evaluation } = preset.spec;
-    const length = train.max_steps ? `${train.max_steps} steps` : `${train.epochs} epochs`;
+    const length = train.max_steps ? plural(train.max_steps, "step") : plural(train.epochs, "epoch");
     presetNote.textContent = `${variants.join(", ")}: ${train.dataset}, ${length}, batch ${train.batch_size}; FID at N = ${evaluation.fid_n.join(", ")} with ${evaluation.sampler.sampler}.`;
   }
 

@@ -3,6 +3,7 @@
 // not this page, decides what is valid.
 import { ApiError, json } from "./api.js";
 import { clear, h, message, progressBar } from "./dom.js";
+import { datasetOptions, selectValue, variantOptions } from "./choices.js";
 import { watchJob } from "./jobwatch.js";
 
 // The fields the form shows, in order, with their labels; `resume` lives on a run's page (Runs).
@@ -22,7 +23,6 @@ const FIELDS = [
   ["ema", "EMA weights"],
   ["run_id", "Run id (optional)"],
 ];
-const DATASETS = ["digits", "cifar10", "folder:"];
 
 export function trainView() {
   const fields = h("div.form-grid");
@@ -39,16 +39,22 @@ export function trainView() {
   let built = false;
 
   async function build() {
-    const [schema, archs, recipes] = await Promise.all([json("/openapi.json"), json("/archs"), json("/train/presets")]);
+    const [schema, archs, recipes, { datasets }] = await Promise.all([
+      json("/openapi.json"),
+      json("/archs"),
+      json("/train/presets"),
+      json("/datasets"),
+    ]);
     const properties = schema.components.schemas.TrainRequest.properties;
-    const archList = h("datalist", { id: "arch-names" }, archs.map((arch) => h("option", { value: arch.name }, arch.report_name)));
-    const datasetList = h("datalist", { id: "dataset-names" }, DATASETS.map((name) => h("option", { value: name })));
+    // The variant has no default (a recipe names one): until then the select asks for it.
+    const choices = {
+      arch: [h("option", { value: "" }, "choose a variant"), variantOptions(archs)],
+      dataset: datasetOptions(datasets),
+    };
     clear(
       fields,
-      archList,
-      datasetList,
       presetField(recipes, properties),
-      FIELDS.map(([name, label]) => field(name, label, properties[name] ?? {})),
+      FIELDS.map(([name, label]) => field(name, label, properties[name] ?? {}, choices[name])),
     );
     applyPreset(form, recipes.presets[recipes.default], properties);
     built = true;
@@ -108,17 +114,22 @@ function applyPreset(form, preset, properties) {
     if (!control) continue;
     const value = preset && name in preset ? preset[name] : properties[name]?.default;
     if (control.type === "checkbox") control.checked = value === true;
+    else if (control.tagName === "SELECT") selectValue(control, value === null || value === undefined ? "" : String(value));
     else control.value = value === null || value === undefined ? "" : String(value);
   }
 }
 
-/** A labelled control for one TrainRequest property: its type, bounds, default and help. */
-function field(name, label, property) {
+/** A labelled control for one TrainRequest property: its type, bounds, default and help; a select of
+ * `options` when the API lists the valid values elsewhere (variants, data sets). */
+function field(name, label, property, options) {
   const spec = property.anyOf?.find((option) => option.type !== "null") ?? property;
   const optional = Boolean(property.anyOf?.some((option) => option.type === "null"));
   const help = property.description ?? spec.description ?? "";
   let control;
-  if (spec.type === "boolean") {
+  if (options) {
+    control = h("select", { name }, options);
+    selectValue(control, property.default ?? "");
+  } else if (spec.type === "boolean") {
     control = h("input", { type: "checkbox", name, checked: property.default === true });
   } else if (spec.enum) {
     control = h("select", { name }, spec.enum.map((value) => h("option", { value, selected: value === property.default }, value)));
@@ -132,11 +143,9 @@ function field(name, label, property) {
       value: property.default === null || property.default === undefined ? "" : String(property.default),
     });
   } else {
-    const list = { arch: "arch-names", dataset: "dataset-names" }[name];
     control = h("input", {
       type: "text",
       name,
-      list,
       value: property.default ?? "",
       maxlength: spec.maxLength ? String(spec.maxLength) : undefined,
       autocomplete: "off",
@@ -145,7 +154,7 @@ function field(name, label, property) {
   control.dataset.kind = spec.type ?? "string";
   control.dataset.optional = optional ? "yes" : "no";
   return h(
-    `label.field${spec.type === "boolean" ? ".check" : ""}`,
+    `label.field${spec.type === "boolean" ? ".check" : ""}${options ? ".choice" : ""}`,
     { title: help },
     h("span.label", {}, label),
     control,

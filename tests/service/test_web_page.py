@@ -220,7 +220,7 @@ def test_jobs_show_errors_and_cancel_a_running_job(browser: Any, base_url: str, 
     wait_until(
         lambda: "step" in by_css(browser, f"{row} .progress").text, JOB_TIMEOUT_S, "the long run's steps"
     )
-    assert "workers" in by_css(browser, "#service-summary").text  # from GET /metrics
+    assert "worker" in by_css(browser, "#service-summary").text  # from GET /metrics ("1 worker")
     screenshot(browser, "jobs-running")
     by_css(browser, f"{row} button").click()
     wait_until(lambda: by_css(browser, f"{row} .state").text == "cancelled", 30, "the cancelled state")
