@@ -3,6 +3,7 @@
 // 422s are shown as it words them, naming the field.
 import { ApiError, errorOf, json, send } from "./api.js";
 import { clear, formatNumber, formatTime, h, message, plural, progressBar, table } from "./dom.js";
+import { sampleGrid } from "./grid.js";
 
 const POLL_MS = 2000;
 const STAGES = ["train", "grid", "fid"];
@@ -38,13 +39,17 @@ export function studiesView() {
   );
   const list = h("div", { id: "study-list" });
   const detail = h("div", { id: "study-detail" });
-  const element = h("div", {}, form, h("h3", {}, "Studies"), list, detail);
+  // The members' grids, shown on request; outside `detail`, which is redrawn at every poll.
+  const grids = h("div.grids", { id: "study-grids" });
+  const element = h("div", {}, form, h("h3", {}, "Studies"), list, detail, grids);
+  let gridCards = [];
   let presets = [];
   let timer = null;
   let shownId = null;
 
   async function show(studyId) {
     stop();
+    if ((studyId ?? null) !== shownId) showGrids(null);
     shownId = studyId ?? null;
     if (!presets.length) await loadPresets();
     await refresh();
@@ -52,6 +57,18 @@ export function studiesView() {
 
   function hide() {
     stop();
+  }
+
+  /** Each member's grid (from the sample cache: its grid stage wrote it), each opening at full size. */
+  function showGrids(study) {
+    gridCards.forEach((card) => card.dispose());
+    gridCards = (study?.member_states ?? [])
+      .filter((member) => member.stages.grid?.state === "succeeded" && member.stages.grid.links.image)
+      .map((member) => {
+        const params = Object.fromEntries(new URL(member.stages.grid.links.image, location.origin).searchParams);
+        return sampleGrid(member.key, params); // the card adds its run and step
+      });
+    clear(grids, gridCards.map((card) => card.element));
   }
 
   function stop() {
@@ -103,7 +120,7 @@ export function studiesView() {
       clear(list, studies.length ? studyList(studies, shownId) : message("info", "No studies yet: start one above."));
       if (shownId) {
         const study = await json(`/studies/${shownId}`);
-        clear(detail, studyDetail(study, refresh));
+        clear(detail, studyDetail(study, refresh, showGrids));
         if (!FINISHED.includes(study.state)) timer = setTimeout(refresh, POLL_MS);
       } else {
         clear(detail);
@@ -137,10 +154,12 @@ function studyList(studies, shownId) {
   );
 }
 
-function studyDetail(study, refresh) {
+function studyDetail(study, refresh, showGrids) {
+  const gridsDone = study.member_states.filter((member) => member.stages.grid?.state === "succeeded").length;
   const actions = h(
     "div.actions",
     {},
+    gridsDone ? h("button.small", { type: "button", id: "study-grids-show", onclick: () => showGrids(study) }, `Show ${plural(gridsDone, "grid")}`) : "",
     h("button.small", { type: "button", id: "study-report", onclick: () => openReport(study.id) }, "Open report"),
     h("button.small", { type: "button", onclick: () => download(study.links.report_zip, `study-${study.id.slice(0, 8)}.zip`) }, "Markdown + figures (zip)"),
     h("button.small", { type: "button", onclick: () => download(study.links.report_csv, `study-${study.id.slice(0, 8)}.csv`) }, "Table (CSV)"),

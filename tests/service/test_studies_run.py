@@ -258,6 +258,39 @@ def test_its_report_and_the_studies_tab_render_in_chromium(
                 "the study's members shown done",
             )
             screenshot(driver, "studies-tab")
+
+            # Its grids, from the sample cache, each opening at full size (pixelated) and closing on Escape.
+            from selenium.webdriver.common.keys import Keys
+
+            driver.find_element("css selector", "#study-grids-show").click()
+            wait_until(
+                lambda: (
+                    driver.execute_script(
+                        "return [...document.querySelectorAll('#study-grids .grid-card')]"
+                        ".map((card) => card.dataset.state).join()"
+                    )
+                    == "ready,ready,ready"
+                ),
+                30,
+                "the three members' grids",
+            )
+            driver.find_element("css selector", "#study-grids button.enlarge").send_keys(Keys.ENTER)
+            rendering = wait_until(
+                lambda: driver.execute_script(
+                    "const d = document.getElementById('lightbox');"
+                    "return d && d.open && getComputedStyle(d.querySelector('canvas')).imageRendering"
+                ),
+                5,
+                "a grid at full size",
+            )
+            assert rendering == "pixelated"
+            screenshot(driver, "studies-grid-full-size")
+            driver.switch_to.active_element.send_keys(Keys.ESCAPE)
+            wait_until(
+                lambda: not driver.execute_script("return document.getElementById('lightbox').open"),
+                5,
+                "Escape closing it",
+            )
             driver.set_window_size(*PHONE)
             overflow = driver.execute_script(
                 "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
