@@ -165,6 +165,15 @@ def test_unknown_arch_names_the_valid_ones() -> None:
         models.build_model("unet9")
 
 
+def test_unknown_arch_carries_the_unknown_part_and_a_close_one_is_suggested() -> None:
+    with pytest.raises(models.UnknownArchError) as caught:
+        models.resolve_arch("biggan+anti_alising")
+    assert caught.value.name == "anti_alising"  # the part that is unknown, for the API's own wording
+    assert models.closest_arch("anti_alising") == "anti_aliasing"
+    assert models.closest_arch("DDPM_BigGun") == "biggan"  # report names count, mapped to the registry's
+    assert models.closest_arch("resnet50") is None and models.closest_arch(3) is None
+
+
 @pytest.mark.parametrize("width", [0, -1, float("nan"), "wide"])
 def test_bad_width_is_rejected(width: object) -> None:
     with pytest.raises(ConfigError, match="width must be a number > 0"):
