@@ -1,9 +1,10 @@
 // Train: a form for POST /train. Its controls and client-side bounds come from the API's own OpenAPI
-// schema (TrainRequest), and the API's 422 answers are shown beside the fields they name: the API,
-// not this page, decides what is valid.
+// schema (TrainRequest), the variants and data sets it offers from GET /archs and GET /datasets, and
+// the API's 422 answers are shown beside the fields they name: the API, not this page, decides what is
+// valid.
 import { ApiError, json } from "./api.js";
-import { clear, h, message, progressBar } from "./dom.js";
 import { datasetOptions, selectValue, variantOptions } from "./choices.js";
+import { clear, h, message, progressBar } from "./dom.js";
 import { watchJob } from "./jobwatch.js";
 
 // The fields the form shows, in order, with their labels; `resume` lives on a run's page (Runs).
