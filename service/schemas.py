@@ -46,20 +46,13 @@ STRICT_BODY = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 FINITE_QUERY = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
-# How many registry names an unknown-variant message shows before pointing to GET /archs for the rest.
-NAMES_SHOWN = 3
-
-
 def unknown_variant_message(err: UnknownArchError) -> str:
-    """One short line for the API and the page: the unknown name, the one likely meant, the first few
-    registry names and where the rest are (the engine's message lists all 28 names and report names)."""
+    """One line for the API and the page: the unknown name, the one likely meant, and every registry name
+    (the engine's message adds the report names too: 28 names over several lines)."""
     names = arch_names()
     guess = closest_arch(err.name)
     hint = f" (did you mean {guess}?)" if guess else ""
-    return (
-        f"unknown variant {err.name!r}{hint}; valid: {', '.join(names[:NAMES_SHOWN])}, ... "
-        f"({len(names)} variants: GET /archs)"
-    )
+    return f"unknown variant {err.name!r}{hint}; valid: {', '.join(names)} (GET /archs; '+' combines presets)"
 
 
 def _canonical_arch(name: str) -> str:

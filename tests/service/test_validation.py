@@ -51,8 +51,8 @@ def test_unknown_variant_is_one_line_naming_the_valid_ones(
     (error,) = response.json()["detail"]  # one complaint, not one per name
     assert error["loc"] == loc
     assert error["msg"] == (
-        f"unknown variant 'bigan' (did you mean biggan?); valid: baseline, pure_unet, res_link, ... "
-        f"({len(arch_names())} variants: GET /archs)"
+        f"unknown variant 'bigan' (did you mean biggan?); valid: {', '.join(arch_names())} "
+        "(GET /archs; '+' combines presets)"
     )
 
 
