@@ -148,6 +148,8 @@ def test_fid_requests_wait_on_one_reference_job_which_a_busy_worker_runs_itself(
     fid = wait_for(client, first.json()["job_id"], finished, timeout=600)
     assert fid["state"] == "succeeded", fid
     assert fid["result"]["reference_job"] == reference_id and fid["result"]["reference_wait_s"] >= 0
+    compiled = fid["result"]["throughput"]["sampling_compile"]  # why sampling ran eager: 2 x 2 calls
+    assert compiled["setting"] == "auto" and not compiled["compiled"] and compiled["image_calls"] == 4
     done = client.get(f"/jobs/{reference_id}").json()
     assert done["state"] == "succeeded" and done["worker"] == worker["name"]  # run by the FID job's worker
     assert done["result"]["n"] == 8
