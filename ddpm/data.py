@@ -16,8 +16,13 @@ import torch
 import torch.nn.functional as F
 
 from ddpm.dataset_catalog import CIFAR10_ARCHIVE, IMAGE_SUFFIXES
-from ddpm.errors import DatasetUnavailable, InvalidOption
-from ddpm.limits import BUILTIN_DATASETS, FOLDER_PREFIX  # noqa: F401 (re-exported)
+from ddpm.errors import DatasetUnavailable
+from ddpm.limits import (  # noqa: F401 (re-exported)
+    BUILTIN_DATASETS,
+    FOLDER_PREFIX,
+    check_dataset_name,
+    dataset_choices,
+)
 from ddpm.seeding import STREAM_EPOCH_ORDER, derive_seed
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -39,19 +44,6 @@ class ImageSet:
     @property
     def image_size(self) -> int:
         return self.images.shape[-1]
-
-
-def dataset_choices() -> list[str]:
-    return [*BUILTIN_DATASETS, f"{FOLDER_PREFIX}<folder>"]
-
-
-def check_dataset_name(spec: str) -> None:
-    """Validate a dataset name without loading it."""
-    if spec in BUILTIN_DATASETS:
-        return
-    if spec.startswith(FOLDER_PREFIX) and spec[len(FOLDER_PREFIX) :].strip():
-        return
-    raise InvalidOption(f"unknown dataset {spec!r}; valid: {', '.join(dataset_choices())}")
 
 
 def download_allowed() -> bool:

@@ -31,8 +31,10 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from ddpm.compile_policy import COMPILE_ENV, compile_cache_dir, compile_setting  # noqa: F401 (re-exported)
 from ddpm.errors import InvalidOption
 from ddpm.limits import MAX_BATCH
+from ddpm.settings import data_dir
 
 EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -50,7 +52,6 @@ BATCH_MULTIPLE = 16
 # (DDPM_SAMPLE_BATCH_SIZE), so full batches waste nothing. Changing it changes GPU images' last bits.
 FIXED_BATCH = 128
 
-COMPILE_ENV = "DDPM_COMPILE"  # "1" compiles sampling networks (worth it for long jobs; see performance.md)
 CUDA_GRAPHS_ENV = "DDPM_CUDA_GRAPHS"  # "1" replays sampling calls from CUDA graphs
 CUDA_CHANNELS_LAST_ENV = "DDPM_CUDA_CHANNELS_LAST"  # "1": NHWC on CUDA (sampling and training)
 FIXED_BATCH_ENV = "DDPM_FIXED_BATCH"
@@ -103,12 +104,13 @@ def sampling_path(device: torch.device | str, compile: bool | None = None) -> Fa
     batch, which would break byte-identical grids. CUDA: one fixed batch, TF32, NCHW unless
     DDPM_CUDA_CHANNELS_LAST=1, CUDA graphs when DDPM_CUDA_GRAPHS=1 (see the module's docstring).
     bf16 stays opt-in (ddpm bench --bf16 measures it): it changes the numbers.
-    compile defaults to DDPM_COMPILE (off): it costs a minute or more; compiled calls always take the
-    fixed batch, so each network is compiled once, whatever the request sizes.
+    compile defaults to DDPM_COMPILE=on only: under `auto` (the default) a sampling job decides from its
+    size (ddpm/compile_policy.py, ddpm.sampling.sample_checkpoint_many) and passes it here. Compiled
+    calls always take the fixed batch, so each network is compiled once, whatever the request sizes.
     """
     device = torch.device(device)
     if compile is None:
-        compile = _flag(COMPILE_ENV)
+        compile = compile_setting() == "on"
     cuda = device.type == "cuda"
     return FastPath(
         channels_last=cuda and _flag(CUDA_CHANNELS_LAST_ENV),
@@ -166,9 +168,15 @@ def deterministic_cudnn() -> Iterator[None]:
 
 
 def compile_network(model: torch.nn.Module, path: FastPath) -> Callable[..., torch.Tensor]:
-    """torch.compile for fixed shapes, with room for one graph per variant (COMPILE_RECOMPILE_LIMIT)."""
+    """torch.compile for fixed shapes, with room for one graph per variant (COMPILE_RECOMPILE_LIMIT).
+
+    The inductor cache goes on the data volume (DATA_DIR/cache/compile) unless TORCHINDUCTOR_CACHE_DIR
+    says otherwise, set before anything compiles: a host then pays a shape's compile once, not once per
+    process (a tiny network: 136 s cold, 8 s from the cache on a busy 2-core machine).
+    """
     import torch._dynamo
 
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(compile_cache_dir(data_dir())))
     config = torch._dynamo.config
     config.recompile_limit = max(config.recompile_limit, COMPILE_RECOMPILE_LIMIT)
     return torch.compile(model, dynamic=False, backend=path.compile_backend)

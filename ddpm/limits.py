@@ -7,6 +7,8 @@ request schemas both import these, so a bound is written once. Service-only limi
 
 from __future__ import annotations
 
+from ddpm.errors import InvalidOption
+
 # Training (TrainConfig)
 MAX_EPOCHS = 10_000
 MAX_BATCH = 4096
@@ -97,3 +99,16 @@ PREDATED_TRAIN_OPTIONS: dict[str, object] = {"grayscale": False, "ema_warmup": F
 FOLDER_PREFIX = "folder:"
 RUN_ID_REGEX = r"^[a-z0-9][a-z0-9_.-]{0,127}$"  # URL- and path-safe
 CLASSIFIER_NAME_REGEX = RUN_ID_REGEX  # classifier folder names, same rules as run ids
+
+
+def dataset_choices() -> list[str]:
+    return [*BUILTIN_DATASETS, f"{FOLDER_PREFIX}<folder>"]
+
+
+def check_dataset_name(spec: str) -> None:
+    """Validate a dataset name without loading it (torch-free: the job plane checks names too)."""
+    if spec in BUILTIN_DATASETS:
+        return
+    if spec.startswith(FOLDER_PREFIX) and spec[len(FOLDER_PREFIX) :].strip():
+        return
+    raise InvalidOption(f"unknown dataset {spec!r}; valid: {', '.join(dataset_choices())}")

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ddpm.checkpoints import load_model
+from ddpm.compile_policy import CompileDecision, decide_compile
 from ddpm.data import to_uint8
 from ddpm.device import resolve_device
 from ddpm.errors import InvalidOption
@@ -185,10 +186,11 @@ def sample_checkpoint(
     batch_size: int = 128,
     prefer_ema: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    compile: CompileDecision | None = None,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Load a checkpoint (its EMA weights when it has them) and sample n images from it."""
     (images,), meta = sample_checkpoint_many(
-        checkpoint, [(seed, n)], sampler, steps, eta, device, batch_size, prefer_ema, progress
+        checkpoint, [(seed, n)], sampler, steps, eta, device, batch_size, prefer_ema, progress, compile
     )
     return images, meta
 
@@ -203,13 +205,21 @@ def sample_checkpoint_many(
     batch_size: int = 128,
     prefer_ema: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    compile: CompileDecision | None = None,
 ) -> tuple[list[torch.Tensor], dict[str, Any]]:
-    """Load the checkpoint once and sample every (seed, n) request in shared batches."""
+    """Load the checkpoint once and sample every (seed, n) request in shared batches.
+
+    Whether the network runs compiled is `compile`, or else decided from the requests' total size
+    (`sampling_decision`); the returned meta (the checkpoint's) carries it as `compile`.
+    """
     spec = SamplerSpec.of(sampler, steps, eta)
     for _, n in requests:
         check_sample_options(n, spec)
     torch_device = resolve_device(device)
     model, meta = _load(checkpoint, torch_device, prefer_ema)
+    if compile is None:
+        compile = sampling_decision(meta, sum(n for _, n in requests), spec, torch_device)
+    meta["compile"] = compile.to_dict()
     train_config = meta.get("train_config", {})
     images = generate_many(
         model,
@@ -222,8 +232,23 @@ def sample_checkpoint_many(
         image_size=int(train_config.get("image_size", 32)),
         schedule_kind=train_config.get("schedule", "linear"),
         progress=progress,
+        fast=sampling_path(torch_device, compile=compile.compiled),
     )
     return images, meta
+
+
+def sampling_decision(
+    meta: dict[str, Any], images: int, sampler: Sampler, device: torch.device | str
+) -> CompileDecision:
+    """Whether sampling `images` images with `sampler` from the checkpoint described by `meta` runs
+    compiled (ddpm/compile_policy.py); the network's work per call is counted once per process."""
+    from ddpm.compile_policy import compile_setting
+    from ddpm.fid.throughput import sampling_gflop
+
+    setting = compile_setting()
+    spec = SamplerSpec.of(sampler)
+    gflop = sampling_gflop(meta, 1) if setting == "auto" else None  # a flop count only when it decides
+    return decide_compile(images, spec.nfe, gflop, torch.device(device).type, setting)
 
 
 def _load(checkpoint: Path, device: torch.device, prefer_ema: bool) -> tuple[torch.nn.Module, dict[str, Any]]:

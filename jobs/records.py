@@ -14,13 +14,15 @@ TERMINAL_STATES = (SUCCEEDED, FAILED, CANCELLED)
 STATES = ACTIVE_STATES + TERMINAL_STATES
 
 TRAIN, SAMPLE, FID = "train", "sample", "fid"
+FID_REFERENCE = "fid_reference"  # a data set's reference statistics, shared by the FID jobs that need them
 ANALYSIS, CLASSIFIER = "analysis", "classifier"  # the classifier study (docs/analysis.md)
-KINDS = (TRAIN, SAMPLE, FID, ANALYSIS, CLASSIFIER)
+KINDS = (TRAIN, SAMPLE, FID, FID_REFERENCE, ANALYSIS, CLASSIFIER)
 # Jobs are published under these names (jobs/publish.py); workers/tasks.py registers tasks under them.
 TASK_NAMES = {
     TRAIN: "ddpm.train",
     SAMPLE: "ddpm.sample",
     FID: "ddpm.fid",
+    FID_REFERENCE: "ddpm.fid_reference",
     ANALYSIS: "ddpm.analysis",
     CLASSIFIER: "ddpm.classifier",
 }
@@ -30,9 +32,10 @@ FLOAT_FIELDS = ("progress", "loss", "eta_s", "created", "started", "finished", "
 INT_FIELDS = ("step", "total", "attempts", "rev", "republished")
 
 
-# Locks on a sample-cache entry serve identical requests while the job that makes the grid is active;
-# once it has ended they are released (a run's lock stays: it is the run's link to its last job).
-RELEASED_LOCK_PREFIXES = ("sample:",)
+# Locks on a sample-cache entry (or a reference-statistics key) serve identical requests while the job
+# that makes the file is active; once it has ended they are released (a run's lock stays: it is the
+# run's link to its last job).
+RELEASED_LOCK_PREFIXES = ("sample:", "fid-reference:")
 
 
 def new_job_id() -> str:

@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ddpm.compile_policy import parse_setting
+from ddpm.errors import InvalidOption
 from ddpm.settings import data_dir as resolve_data_dir
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -51,6 +53,9 @@ class Settings(BaseSettings):
     # workers' sweep publishes it again (jobs/orphans.py), up to max_attempts times, then fails it.
     orphan_after_s: float = Field(60, gt=0)
     sample_batch_size: int = Field(128, ge=1, le=4096)
+    # Sampling networks compiled with torch.compile: `auto` decides per job from its size against the
+    # compile's cost (ddpm/compile_policy.py), `on` always, `off` never (1 and 0: the older spellings).
+    compile: Literal["auto", "on", "off"] = "auto"
     # CPU threads of a worker's pool process for torch (intra-op) and BLAS (FID's statistics and
     # distance), set when the process starts (workers/app.py) rather than left to whatever a forked
     # pool inherits. None: the cores this process may run on. On a machine shared with other work,
@@ -100,6 +105,14 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, value: str | Path) -> Path:
         return resolve_data_dir(value)
+
+    @field_validator("compile", mode="before")
+    @classmethod
+    def _compile_setting(cls, value: object) -> object:
+        try:
+            return parse_setting(value) if isinstance(value, str) else value
+        except InvalidOption as err:
+            raise ValueError(str(err)) from err
 
     @field_validator("api_key", mode="before")
     @classmethod

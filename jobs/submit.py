@@ -37,19 +37,21 @@ def submit(
     join_states: tuple[str, ...] = ACTIVE_STATES,
     replace: str | None = None,
     before_publish: Callable[[str], None] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> tuple[str, bool]:
     """(job id, created). With a lock, an owner of it in `join_states` is answered instead of queuing
     another job; `replace` names an owner the caller knows to be stale.
 
     `before_publish(job_id)` runs once the job (and its lock) exist but before any worker can see it.
+    `extra` are more fields of the new record (an FID job's `reference_job` and its message).
     """
     # `queue` is the deployment's (DDPM_QUEUE); the job goes to its kind's queue under it (trainings apart
     # from interactive jobs). That queue is recorded so a worker that re-queues the job (its first worker
     # died) publishes it where it was first sent.
     queue = queue_for(kind, queue)
-    extra = {"queue": queue, **({"run_id": run_id} if run_id else {})}
+    fields = {"queue": queue, **({"run_id": run_id} if run_id else {}), **(extra or {})}
     job_id, created = store.create(
-        kind, params, lock=lock, join_states=join_states, replace=replace, extra=extra
+        kind, params, lock=lock, join_states=join_states, replace=replace, extra=fields
     )
     if created:
         if before_publish is not None:

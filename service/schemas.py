@@ -386,6 +386,39 @@ class FidRequest(SamplerFields):
         return self
 
 
+class ReferenceRequestBody(BaseModel):
+    """POST /fid/reference: precompute a data set's reference statistics (docs/fid.md)."""
+
+    model_config = STRICT_BODY
+
+    dataset: Annotated[str, Field(max_length=256), AfterValidator(check_dataset)] = Field(
+        "cifar10", description="cifar10, digits, or folder:<folder under DATA_DIR/datasets>"
+    )
+    image_size: int = Field(
+        32,
+        ge=limits.MIN_IMAGE_SIZE,
+        le=limits.MAX_IMAGE_SIZE,
+        description="the size the images are loaded at: a checkpoint's training image_size (CIFAR-10 is 32)",
+    )
+    refresh: bool = Field(False, description="compute them again although they are cached")
+    batch_size: int = Field(50, ge=1, le=limits.MAX_BATCH, description="Inception batch (numbers unchanged)")
+
+
+class ReferenceOut(BaseModel):
+    """Reference statistics: cached, or the job that computes them."""
+
+    key: str = Field(description="the cache key: data set, image size, no flips, feature extractor")
+    dataset: str
+    image_size: int
+    state: str = Field(description="cached, or the computing job's state (queued, running)")
+    job_id: str | None = None
+    joined: bool = Field(
+        False, description="a job computing the same statistics was already queued or running"
+    )
+    message: str
+    links: dict[str, str]
+
+
 class Accepted(BaseModel):
     """The answer to a request that queued (or joined) a job."""
 
@@ -432,11 +465,16 @@ class JobOut(BaseModel):
     started: str | None = None
     finished: str | None = None
     updated: str | None = None
+    reference_job: str | None = Field(
+        None, description="FID: the fid_reference job computing the statistics this job waits on"
+    )
     links: dict[str, str]
 
     @classmethod
     def from_record(cls, job: dict[str, Any]) -> JobOut:
         links = job_links(job["id"], job.get("run_id"))
+        if job.get("reference_job"):
+            links["reference_job"] = f"/jobs/{job['reference_job']}"
         for name, url in (job.get("result") or {}).get("links", {}).items():
             links.setdefault(name, url)
         return cls(

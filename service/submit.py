@@ -23,6 +23,7 @@ def submit(
     join_states: tuple[str, ...] = ACTIVE_STATES,
     replace: str | None = None,
     before_publish: Callable[[str], None] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> tuple[str, bool]:
     """(job id, created). With a lock, an active owner of it is joined instead of queuing another job.
 
@@ -41,6 +42,7 @@ def submit(
             join_states=join_states,
             replace=replace,
             before_publish=before_publish,
+            extra=extra,
         )
     except jobs_submit.PublishFailed as err:
         raise Unavailable(

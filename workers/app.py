@@ -20,6 +20,7 @@ from typing import Any
 from celery import Celery, signals
 from kombu import Queue
 
+from ddpm.compile_policy import COMPILE_ENV, compile_cache_dir
 from ddpm.device import DeviceReport, cpu_report, probe_in_subprocess
 from ddpm.errors import InvalidOption
 from jobs.mirror import JobMirror, prune_now_and_then, restore_if_lost
@@ -97,6 +98,10 @@ def _set_threads(**_: Any) -> None:
     """Each pool process sets its thread counts itself: a forked child keeps its parent's OpenMP state
     or none, depending on what the parent had loaded, and that is not a setting anyone chose."""
     log.info("pool process %s: %s", os.getpid(), apply_threads(settings.threads))
+    # The engine reads DDPM_COMPILE itself; the inductor cache lives on the volume, so a host compiles a
+    # network's shape once, whichever process or restart asks again (ddpm/compile_policy.py).
+    os.environ[COMPILE_ENV] = settings.compile
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(compile_cache_dir(settings.data_dir)))
     from ddpm.model_cache import set_budget_mb
 
     set_budget_mb(settings.model_cache_mb)  # networks kept between jobs

@@ -15,6 +15,9 @@ message (workers/app.py), like any job whose worker was lost.
 
 Batching happens only where the engine's sampling path promises that an image's bits do not depend
 on its batch (`shares_batches_exactly`: always on CPU eager and on CUDA, not for a compiled CPU path).
+Under DDPM_COMPILE=auto each job's path is decided from its own request alone (ddpm/compile_policy.py),
+as it would be if it ran alone: a job whose grid is big enough to compile runs alone, compiled, and
+only jobs that run eager are batched together, so a grid never depends on what arrived with it.
 
 Ending: the engine failing fails every job of the batch with the same error; a claimed job cancelled
 mid-batch ends `cancelled` at once (the batch goes on for the others; its images are dropped); the
@@ -34,7 +37,8 @@ from typing import Any
 
 import redis
 
-from ddpm.errors import Cancelled
+from ddpm.compile_policy import CompileDecision
+from ddpm.errors import Cancelled, DdpmError
 from jobs.batching import BatchableJobs, batch_key
 from jobs.records import ACTIVE_STATES, SAMPLE, SUCCEEDED
 from jobs.specs import SampleSpec
@@ -80,6 +84,7 @@ class Member:
 class Batch:
     members: list[Member]
     sampled: list[Member] = field(default_factory=list)  # those whose grid is not cached
+    compile: CompileDecision | None = None  # the leader's own; every member's when batched (eager)
 
     @property
     def leader(self) -> Member:
@@ -105,7 +110,9 @@ def run_sampling(job: dict[str, Any], report: JobReporter) -> Outcome:
         try:
             batchable.withdraw(key, leader.id)
             if not leader.cached():
-                gather(store, batchable, key, batch)
+                batch.compile = compile_decision(leader.spec)
+                if batch.compile is None or not batch.compile.compiled:  # a compiled job runs alone
+                    gather(store, batchable, key, batch)
         except redis.RedisError as err:  # the list is only a hint: sample what was claimed so far
             log.warning("job %s: batching cut short (%s)", leader.id, err)
         return _run(store, batch)
@@ -135,6 +142,9 @@ def gather(store: JobStore, batchable: BatchableJobs, key: str, batch: Batch) ->
         if spec.n > room:
             batchable.put_back(key, job_id)  # too big for this batch; first in line for the next
             break
+        decision = compile_decision(spec)
+        if decision is not None and decision.compiled:
+            continue  # it compiles when alone, so it runs alone: its own message starts it
         token = uuid.uuid4().hex
         started = store.start(job_id, worker, token, settings.lease_s, settings.max_attempts)
         if started not in ("running", "resumed"):
@@ -155,6 +165,20 @@ def shares_batches_exactly(device: str) -> bool:
 
     resolved = resolve_device(device)
     return batch_invariant(sampling_path(resolved), resolved)
+
+
+def compile_decision(spec: SampleSpec) -> CompileDecision | None:
+    """Whether this grid, sampled alone, runs its network compiled (ddpm/compile_policy.py); None when
+    its checkpoint does not read: then sampling fails, every job of the batch with the same error."""
+    from ddpm.checkpoints import read_meta
+    from ddpm.device import resolve_device
+    from ddpm.sampling import sampling_decision
+
+    try:
+        meta = read_meta(spec.checkpoint.path(settings.data_dir))
+    except DdpmError:
+        return None
+    return sampling_decision(meta, spec.n, spec.sampler, resolve_device(settings.device))
 
 
 def _room(n: int, batch_size: int) -> int:
@@ -197,6 +221,7 @@ def _sample(store: JobStore, batch: Batch) -> dict[str, Any]:
         device=settings.device,
         batch_size=settings.sample_batch_size,
         progress=_progress(store, batch),
+        compile=batch.compile,
     )
     if meta.get("weights") != ref.weights:
         log.warning(
@@ -281,6 +306,8 @@ def _write(member: Member, images: Any, batch: Batch) -> Outcome:
             "bytes": png.stat().st_size,
             "checkpoint": ref.to_dict(),
             "batch": batch.record(),
+            # Whether the network ran compiled, and why (ddpm/compile_policy.py).
+            **({"compile": batch.compile.to_dict()} if batch.compile is not None else {}),
             "links": {"image": spec.url()},
         },
     }

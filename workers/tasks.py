@@ -18,7 +18,18 @@ import redis
 from celery import Task
 
 from jobs import telemetry
-from jobs.records import ANALYSIS, CANCELLED, CLASSIFIER, FID, SAMPLE, SUCCEEDED, TASK_NAMES, TRAIN
+from jobs.fid_reference import ReferenceRequest
+from jobs.records import (
+    ANALYSIS,
+    CANCELLED,
+    CLASSIFIER,
+    FID,
+    FID_REFERENCE,
+    SAMPLE,
+    SUCCEEDED,
+    TASK_NAMES,
+    TRAIN,
+)
 from jobs.specs import CheckpointRef, checkpoint_samples_link, sampler_from_params
 from jobs.store import JobStore
 from workers.app import app, job_store, publish_job, settings
@@ -26,6 +37,7 @@ from workers.batching import run_sampling
 from workers.classifier_jobs import run_analysis, run_classifier_training
 from workers.outcomes import Outcome, low_space_outcome, outcome_of, record_outcome, settle_run
 from workers.progress import JobLease, JobReporter
+from workers.reference_jobs import await_reference, run_fid_reference
 from workers.study_hooks import advance_study_of
 from workers.throughput import SAMPLE_PHASE, TRAIN_PHASE, SamplingMeter, Throughput
 
@@ -47,8 +59,12 @@ def _store() -> JobStore:
 def run_job(task: Task, job_id: str, handler: Handler) -> None:
     """Take the job's lease unless it was cancelled, finished or is owned by a live worker, run it,
     record how it ended. A redelivered copy of a running job is dropped here ('busy')."""
+    run_job_as(task.request.hostname or socket.gethostname(), job_id, handler)
+
+
+def run_job_as(worker: str, job_id: str, handler: Handler) -> None:
+    """run_job's body, for `worker`: also how an FID job runs the queued reference job it waits on."""
     store = _store()
-    worker = task.request.hostname or socket.gethostname()
     token = uuid.uuid4().hex
     started = store.start(job_id, worker, token, settings.lease_s, settings.max_attempts)
     if started not in ("running", "resumed"):
@@ -85,6 +101,11 @@ def sample_task(self: Task, job_id: str) -> None:
 @app.task(name=TASK_NAMES[FID], bind=True)
 def fid_task(self: Task, job_id: str) -> None:
     run_job(self, job_id, run_fid)
+
+
+@app.task(name=TASK_NAMES[FID_REFERENCE], bind=True)
+def fid_reference_task(self: Task, job_id: str) -> None:
+    run_job(self, job_id, run_fid_reference)
 
 
 @app.task(name=TASK_NAMES[ANALYSIS], bind=True)
@@ -176,6 +197,7 @@ FID_PHASES = {"reference": (0.0, 0.1), "sampling": (0.1, 0.85), "features": (0.8
 
 
 def run_fid(job: dict[str, Any], report: JobReporter) -> Outcome:
+    from ddpm.checkpoints import read_meta
     from ddpm.fid import evaluate_checkpoint
     from ddpm.fid.options import MetricOptions
     from ddpm.fid.results import save_result
@@ -183,6 +205,16 @@ def run_fid(job: dict[str, Any], report: JobReporter) -> Outcome:
     params = job["params"]
     ref = CheckpointRef.from_dict(params["checkpoint"])
     sampler = sampler_from_params(params)
+
+    # The data set's statistics come from their own job (shared with other FID jobs); this one waits.
+    image_size = int(read_meta(ref.path(settings.data_dir)).get("train_config", {}).get("image_size", 32))
+    worker = job.get("worker") or socket.gethostname()
+    waited = await_reference(
+        job,
+        report,
+        ReferenceRequest(params["dataset"], image_size),
+        lambda reference_id: run_job_as(worker, reference_id, run_fid_reference),
+    )
 
     # A phase starts when the previous one last reported (or the job started), not at its own first
     # report, which comes only after its first batch.
@@ -253,6 +285,11 @@ def run_fid(job: dict[str, Any], report: JobReporter) -> Outcome:
             "warnings": record["warnings"],
             "unavailable": record["unavailable"],
             "throughput": outcome.throughput,
-            "links": {"table": "/fid", "result": f"/fid/results/{result_id}"},
+            **waited,  # the reference statistics job it waited on, and for how long
+            "links": {
+                "table": "/fid",
+                "result": f"/fid/results/{result_id}",
+                **({"reference_job": f"/jobs/{waited['reference_job']}"} if waited else {}),
+            },
         },
     }

@@ -193,6 +193,8 @@ def evaluate_checkpoint(
     throughput = _throughput(
         timings, counts, reference, sample_meta, spec.nfe, model(), torch_device, measure_rate
     )
+    # Whether sampling ran compiled, and why (ddpm/compile_policy.py): part of how fast it was.
+    throughput["sampling_compile"] = sample_meta.get("compile")
 
     return FidResult(
         fid={n: row.fid for n, row in scoring.scores.items()},

@@ -1,7 +1,9 @@
 """Reference statistics: mu and sigma of a dataset's training images, cached as pytorch-fid's .npz.
 
 The cache is DATA_DIR/fid/reference/<key>.npz, the key naming everything that changes the numbers:
-dataset (and folder path), image size, no flips, and the feature extractor with its preprocessing.
+dataset (and folder path), image size, no flips, and the feature extractor with its preprocessing
+(ddpm/fid/reference_cache.py, torch-free, names them). In the service they are computed once per key
+by a `fid_reference` job that every FID job needing them waits on (docs/fid.md).
 The file holds `mu` and `sigma` (what `python -m pytorch_fid` reads), plus `n` and `identity`.
 A user-supplied .npz with `mu` (2048,) and `sigma` (2048, 2048) is accepted as well.
 
@@ -16,8 +18,6 @@ from one Inception pass over the subset's images when first needed.
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,27 +26,26 @@ from typing import Any
 import numpy as np
 import torch
 
-from ddpm.data import check_dataset_name, load_dataset
+from ddpm.data import load_dataset
 from ddpm.errors import InvalidOption
+from ddpm.fid import reference_cache
 from ddpm.fid.errors import FidUnavailable
 from ddpm.fid.features import feature_statistics, inception_features
 from ddpm.fid.metrics import knn_radii
 from ddpm.fid.options import FEATURE_DIMS, PR_NEIGHBOURS
-from ddpm.settings import fid_dir
+from ddpm.fid.reference_cache import (  # noqa: F401 (re-exported: the names' old home)
+    MAX_IMAGE_SIZE,
+    NATIVE_SIZES,
+    REFERENCE_FEATURES_MAX,
+    REFERENCE_FEATURES_SEED,
+    extractor_tag,
+    reference_features_path,
+    reference_identity,
+    reference_key,
+    reference_path,
+    reference_size,
+)
 from ddpm.storage import atomic_write
-
-NATIVE_SIZES = {"cifar10": 32}  # datasets whose loader ignores image_size
-MAX_IMAGE_SIZE = 1024
-# The reference feature set for KID and precision/recall: all images up to this many, else a seeded
-# subset of this size. 10,000 x 2048 float32 is 82 MB; KID subsets (1,000) and the k-NN manifolds of
-# precision/recall are well inside it. Both numbers are in the cache file's name and in every result.
-REFERENCE_FEATURES_MAX = 10_000
-REFERENCE_FEATURES_SEED = 0
-
-
-def extractor_tag() -> str:
-    """The feature extractor and preprocessing: pytorch-fid's version, pool3, its bilinear 299 resize."""
-    return f"pytorch-fid-{importlib.metadata.version('pytorch-fid')}-pool3-bilinear299"
 
 
 @dataclass
@@ -57,35 +56,6 @@ class ReferenceStats:
     path: Path
     n: int | None
     computed: bool = False  # True when this call computed (and cached) them
-
-
-def reference_size(dataset: str, image_size: int) -> int:
-    return NATIVE_SIZES.get(dataset, image_size)
-
-
-def reference_key(dataset: str, image_size: int) -> str:
-    """A file-name-safe cache key; folder datasets also carry a hash of their path."""
-    check_dataset_name(dataset)
-    if (
-        isinstance(image_size, bool)
-        or not isinstance(image_size, int)
-        or not 1 <= image_size <= MAX_IMAGE_SIZE
-    ):
-        raise InvalidOption(f"image size must be an integer in [1, {MAX_IMAGE_SIZE}], got {image_size!r}")
-    slug = re.sub(r"[^a-z0-9]+", "-", dataset.lower()).strip("-")
-    if dataset.startswith("folder:"):
-        slug += "-" + hashlib.sha1(dataset.encode()).hexdigest()[:8]
-    return f"{slug}-train-{reference_size(dataset, image_size)}px-noflip-{extractor_tag()}"
-
-
-def reference_identity(dataset: str, image_size: int, n: int | None) -> str:
-    size = reference_size(dataset, image_size)
-    count = "" if n is None else f"{n} images, "
-    return f"{dataset} training split ({count}{size}x{size}, no flips); {extractor_tag()}"
-
-
-def reference_path(data_dir: Path, dataset: str, image_size: int) -> Path:
-    return fid_dir(data_dir) / "reference" / f"{reference_key(dataset, image_size)}.npz"
 
 
 def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
@@ -145,18 +115,13 @@ class ReferenceFeatures:
         return {"n": len(self.features), "total": self.total, "seed": self.seed, "chosen": chosen}
 
 
-def reference_features_path(data_dir: Path, dataset: str, image_size: int) -> Path:
-    key = reference_key(dataset, image_size)
-    name = f"{key}-features-max{REFERENCE_FEATURES_MAX}-seed{REFERENCE_FEATURES_SEED}.npz"
-    return fid_dir(data_dir) / "reference" / name
-
-
 def feature_subset(total: int) -> tuple[np.ndarray, int | None]:
     """The training images whose features are kept, ascending, and the seed that chose them (or None)."""
-    if total <= REFERENCE_FEATURES_MAX:
+    most = reference_cache.REFERENCE_FEATURES_MAX  # read at call time: the file name carries it too
+    if total <= most:
         return np.arange(total), None
     rng = np.random.default_rng(REFERENCE_FEATURES_SEED)
-    return np.sort(rng.choice(total, REFERENCE_FEATURES_MAX, replace=False)), REFERENCE_FEATURES_SEED
+    return np.sort(rng.choice(total, most, replace=False)), REFERENCE_FEATURES_SEED
 
 
 def save_reference_features(

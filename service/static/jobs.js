@@ -13,7 +13,7 @@ export function jobsView() {
     "select",
     { name: "kind", onchange: () => refresh() },
     h("option", { value: "" }, "all kinds"),
-    ["train", "sample", "fid"].map((name) => h("option", { value: name }, name)),
+    ["train", "sample", "fid", "fid_reference"].map((name) => h("option", { value: name }, name)),
   );
   const summary = serviceSummary();
   const problems = h("div");
@@ -41,7 +41,8 @@ export function jobsView() {
     const state = h("span.state");
     const details = h("td.details");
     const cancel = h("button.small.danger", { type: "button", onclick: () => cancelJob(job.id) }, "Cancel");
-    const what = job.params?.arch ?? job.params?.config?.arch ?? "";
+    // A reference statistics job is about a data set, not a network.
+    const what = job.params?.arch ?? job.params?.config?.arch ?? job.params?.dataset ?? "";
     const element = h(
       "tr",
       { dataset: { jobId: job.id } },

@@ -67,6 +67,7 @@ def test_concurrent_requests_share_batches_and_match_lone_grids(
         job_ids = list(pool.map(lambda seed: submit(client, query(run_id, seed)), range(8)))
     jobs = [wait_for(client, job_id, finished, timeout=180) for job_id in job_ids]
     assert all(job["state"] == "succeeded" for job in jobs), jobs
+    assert not any(job["result"]["compile"]["compiled"] for job in jobs)  # small grids: eager, batched
 
     batches = Counter(job["result"]["batch"]["leader"] for job in jobs)
     assert len(batches) <= 2, batches  # 8 requests, at most 2 batches (1 unless one came late)

@@ -10,6 +10,7 @@ import torch
 
 from ddpm.errors import DatasetUnavailable
 from ddpm.fid import reference as ref
+from ddpm.fid import reference_cache
 from ddpm.fid.metrics import knn_radii
 from ddpm.fid.reference import (
     dataset_reference,
@@ -44,7 +45,7 @@ def test_statistics_and_feature_set_are_computed_together_then_reused(
 def test_a_large_dataset_keeps_a_seeded_subset_and_old_caches_get_one_pass(
     inception: torch.nn.Module, data_dir: Path, digits: torch.Tensor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ref, "REFERENCE_FEATURES_MAX", 4)  # as CIFAR-10's 50,000 against 10,000
+    monkeypatch.setattr(reference_cache, "REFERENCE_FEATURES_MAX", 4)  # as CIFAR-10's 50,000 against 10,000
     images = digits[10:16]
     write_pngs(data_dir / "datasets" / "six", images)
     dataset_reference("folder:six", data_dir, 32, lambda: inception, batch_size=6)
