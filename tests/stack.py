@@ -122,8 +122,10 @@ def start_worker(
         "DDPM_PROGRESS_INTERVAL_S": "0",  # exact step counts for the cancel test
         "DDPM_DOWNLOAD": "0",
         # Tiny models on a shared 2-core machine: torch's OpenMP threads spin against the other
-        # processes and make a step ~10x slower than one thread does.
+        # processes and make a step ~10x slower than one thread does. The worker sets torch's threads
+        # itself (DDPM_THREADS, else the cores), so OMP_NUM_THREADS alone does not reach it.
         "OMP_NUM_THREADS": "1",
+        "DDPM_THREADS": "1",
         **env_extra,
     }
     command = [
