@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import math
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -206,8 +207,11 @@ def sample_checkpoint_many(
     prefer_ema: bool = True,
     progress: Callable[[int, int], None] | None = None,
     compile: CompileDecision | None = None,
+    on_ready: Callable[[], None] | None = None,
 ) -> tuple[list[torch.Tensor], dict[str, Any]]:
-    """Load the checkpoint once and sample every (seed, n) request in shared batches.
+    """Load the checkpoint once and sample every (seed, n) request in shared batches. `on_ready` is
+    called when the network is loaded and the first network call comes next; meta's `load_s` is the
+    load (near 0 when the worker's model cache held it).
 
     Whether the network runs compiled is `compile`, or else decided from the requests' total size
     (`sampling_decision`); the returned meta (the checkpoint's) carries it as `compile`.
@@ -216,11 +220,16 @@ def sample_checkpoint_many(
     for _, n in requests:
         check_sample_options(n, spec)
     torch_device = resolve_device(device)
+    loading, hits = time.monotonic(), process_cache().hits
     model, meta = _load(checkpoint, torch_device, prefer_ema)
+    # A copy: the cache's meta stays as loaded. `model_cached`: the worker held the network already.
+    meta = {**meta, "load_s": time.monotonic() - loading, "model_cached": process_cache().hits > hits}
     if compile is None:
         compile = sampling_decision(meta, sum(n for _, n in requests), spec, torch_device)
     meta["compile"] = compile.to_dict()
     train_config = meta.get("train_config", {})
+    if on_ready is not None:
+        on_ready()
     images = generate_many(
         model,
         requests,
