@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from ddpm.errors import InvalidOption
 from ddpm.limits import (
@@ -95,19 +96,43 @@ def spec_from_args(args: argparse.Namespace) -> SamplerSpec:
 
 
 def parse_sampler_list(text: str) -> list[SamplerSpec]:
-    """'ddpm,ddim:50,dpmpp_2m:20,heun:18' (name[:steps], comma-separated) -> validated specs."""
+    """'ddpm,ddim:50,dpmpp_2m:20:clip_x0=true,heun:18' (name[:steps][:option=value...], comma-separated;
+    `ddpm::clip_x0=true` leaves the steps at their default) -> validated specs."""
     specs = []
     for part in (p.strip() for p in text.split(",")):
         if not part:
             continue
-        name, _, steps = part.partition(":")
+        name, steps, *pairs = part.split(":")
         try:
             count = int(steps) if steps else None
         except ValueError as err:
             raise InvalidOption(f"{part!r}: steps after ':' must be an integer, e.g. ddim:50") from err
-        specs.append(SamplerSpec(name, count))
+        specs.append(SamplerSpec(name, count, **_sampler_options(part, pairs)))
     if not specs:
         raise InvalidOption(
-            f"give samplers as name[:steps], comma-separated, e.g. ddim:50,heun:18; got {text!r}"
+            f"give samplers as name[:steps][:option=value], comma-separated, e.g. ddim:50,heun:18; got {text!r}"
         )
     return specs
+
+
+def _sampler_options(part: str, pairs: list[str]) -> dict[str, Any]:
+    """['clip_x0=true', 'spacing=time'] -> typed options for SamplerSpec (which checks their values)."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in OPTION_NAMES:
+            raise InvalidOption(
+                f"{part!r}: {pair!r} is not option=value with an option of {list(OPTION_NAMES)}"
+            )
+        options[key] = _typed(value)
+    return options
+
+
+def _typed(value: str) -> Any:
+    lowered = value.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    try:
+        return float(value)
+    except ValueError:
+        return value

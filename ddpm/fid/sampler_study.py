@@ -277,7 +277,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=512)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--samplers", default=DEFAULT_SAMPLERS, help="name[:steps], comma-separated, run order"
+        "--samplers",
+        default=DEFAULT_SAMPLERS,
+        help="name[:steps][:option=value...], comma-separated, run order (e.g. dpmpp_2m:20:clip_x0=true)",
     )
     parser.add_argument("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP)
     parser.add_argument("--kid-subsets", type=int, default=100)

@@ -181,3 +181,20 @@ def test_limits_describe_every_sampler_once() -> None:
         assert set(options) <= set(OPTION_NAMES), sampler
         low, high = limits.SAMPLER_STEPS[sampler]
         assert low <= limits.DEFAULT_STEPS[sampler] <= high
+
+
+def test_sampler_lists_take_options_after_the_steps() -> None:
+    """The sampler study's and the bench's lists: name[:steps][:option=value...]; each option typed and
+    checked by SamplerSpec, an unknown one named with the valid ones."""
+    from ddpm.sampler_cli import parse_sampler_list
+
+    listed = parse_sampler_list("ddpm::clip_x0=true, dpmpp_2m:20:clip_x0=true:spacing=time,heun:18")
+    assert listed == [
+        SamplerSpec("ddpm", clip_x0=True),
+        SamplerSpec("dpmpp_2m", 20, clip_x0=True, spacing="time"),
+        SamplerSpec("heun", 18),
+    ]
+    with pytest.raises(InvalidOption, match="'foo=1' is not option=value with an option of"):
+        parse_sampler_list("ddim:5:foo=1")
+    with pytest.raises(InvalidOption, match="eta"):
+        parse_sampler_list("ddim:5:eta=fast")
