@@ -102,7 +102,8 @@ def parse_sampler_list(text: str) -> list[SamplerSpec]:
     for part in (p.strip() for p in text.split(",")):
         if not part:
             continue
-        name, steps, *pairs = part.split(":")
+        name, *rest = part.split(":")
+        steps, pairs = (rest[0], rest[1:]) if rest else ("", [])
         try:
             count = int(steps) if steps else None
         except ValueError as err:

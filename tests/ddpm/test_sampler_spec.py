@@ -188,11 +188,12 @@ def test_sampler_lists_take_options_after_the_steps() -> None:
     checked by SamplerSpec, an unknown one named with the valid ones."""
     from ddpm.sampler_cli import parse_sampler_list
 
-    listed = parse_sampler_list("ddpm::clip_x0=true, dpmpp_2m:20:clip_x0=true:spacing=time,heun:18")
+    listed = parse_sampler_list("ddpm::clip_x0=true, dpmpp_2m:20:clip_x0=true:spacing=time,heun:18,ddpm")
     assert listed == [
         SamplerSpec("ddpm", clip_x0=True),
         SamplerSpec("dpmpp_2m", 20, clip_x0=True, spacing="time"),
         SamplerSpec("heun", 18),
+        SamplerSpec("ddpm"),
     ]
     with pytest.raises(InvalidOption, match="'foo=1' is not option=value with an option of"):
         parse_sampler_list("ddim:5:foo=1")
