@@ -84,7 +84,7 @@ def test_every_response_has_iso_times_integer_steps_and_no_float_noise(
     )  # fmt: skip
 
     documents: dict[str, Any] = {}
-    for url in ("/jobs", "/runs", "/fid", "/studies", "/classifiers"):
+    for url in ("/jobs", "/runs", "/fid", "/studies", "/classifiers", "/archs", "/readyz"):
         response = client.get(url)
         assert response.status_code == 200, (url, response.text)
         documents[url] = response.json()
@@ -96,6 +96,7 @@ def test_every_response_has_iso_times_integer_steps_and_no_float_noise(
 
     run = documents[f"/runs/{accepted['run_id']}"]
     assert isinstance(run["checkpoints"][0]["time"], str) and isinstance(run["step"], int)
+    assert all(isinstance(worker["seen"], str) for worker in documents["/readyz"]["workers"])
     assert f"/jobs/{accepted['job_id']}" in documents and f"/fid/results/{result_id}" in documents
     found = [problem for url, document in documents.items() for problem in problems(document, url)]
     assert not found, "\n".join(found)
