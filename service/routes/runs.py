@@ -4,6 +4,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
+from ddpm.checkpoint_schedule import effective_epochs
 from ddpm.runs import UNREADABLE, RunDir, UnreadableRun, readable_runs
 from jobs.records import RUNNING, TRAIN, decode_job
 from jobs.settings import MAX_LOSS_POINTS
@@ -42,8 +43,25 @@ def _summary(
         job_id=job_id,
         links={"self": f"/runs/{run_id}", **({"job": f"/jobs/{job_id}"} if job_id else {})},
     )
+    out.update(_trained_epochs(record))
     out.update(live_fields(record, job))
     return out
+
+
+def _trained_epochs(record: dict[str, Any]) -> dict[str, Any]:
+    """effective_epochs and limited_by for runs recorded before run.json had them (from its totals)."""
+    total, per_epoch = record.get("total_steps"), record.get("steps_per_epoch")
+    asked = (record.get("train_config") or {}).get("epochs")
+    if (
+        record.get("effective_epochs") is not None
+        or not isinstance(total, int)
+        or not isinstance(per_epoch, int)
+    ):
+        return {}
+    if per_epoch <= 0:
+        return {}
+    limited = "max_steps" if isinstance(asked, int) and total < asked * per_epoch else "epochs"
+    return {"effective_epochs": effective_epochs(total, per_epoch), "limited_by": limited}
 
 
 def live_fields(record: dict[str, Any], job: dict[str, Any] | None) -> dict[str, Any]:

@@ -123,3 +123,17 @@ def test_tidy_converts_by_field_name_and_leaves_other_numbers_alone() -> None:
         "started_at": None,
         "loss_history": [{"step": 1, "loss": 0.914691}],
     }
+
+
+def test_a_run_recorded_before_effective_epochs_gets_them_from_its_totals(
+    idle_client: TestClient, idle_settings: Any
+) -> None:
+    from ddpm.runs import RunDir, run_record
+
+    run = RunDir.of(idle_settings.data_dir, "older-record")
+    record = run_record("older-record", "biggan", {"epochs": 100, "dataset": "digits"}, "succeeded")
+    run.write({**record, "total_steps": 200, "steps_per_epoch": 15, "step": 200})
+    shown = idle_client.get("/runs/older-record").json()
+    assert shown["effective_epochs"] == 13.33 and shown["limited_by"] == "max_steps"
+    listed = next(r for r in idle_client.get("/runs").json()["runs"] if r["run_id"] == "older-record")
+    assert listed["effective_epochs"] == 13.33 and isinstance(listed["created"], str)
