@@ -35,7 +35,19 @@ def build_parser() -> argparse.ArgumentParser:
     for module in command_modules():
         importlib.import_module(module).register(subparsers)
     _accept_global_options(subparsers)
+    _defaults_in_help(subparsers)
     return parser
+
+
+def _defaults_in_help(subparsers: argparse._SubParsersAction) -> None:
+    """Every subcommand's --help shows each option's default (nested ones too), as train's does."""
+    from ddpm.sampler_cli import DefaultsHelp
+
+    for sub in set(subparsers.choices.values()):
+        sub.formatter_class = DefaultsHelp
+        for action in sub._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _defaults_in_help(action)
 
 
 def _accept_global_options(subparsers: argparse._SubParsersAction) -> None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 from ddpm.errors import CheckpointError, InvalidOption
 from ddpm.limits import GRID_SAMPLER
 from ddpm.presets import TRAIN_PRESETS, preset_names, with_preset
+from ddpm.progress_bars import new_bar
 from ddpm.sampler_cli import DefaultsHelp, add_sampler_arguments, spec_from_args
 from ddpm.settings import data_dir
 
@@ -40,15 +40,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     train.add_argument("--dataset", default="cifar10", help="cifar10, digits, or folder:<path>")
     train.add_argument("--epochs", type=int, default=100, help="passes over the data (--max-steps caps them)")
-    train.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
+    train.add_argument(
+        "--max-steps",
+        type=int,
+        help="stop after this many optimizer steps (default: none, the epochs decide); a run it cuts short "
+        "keeps about eight checkpoints spaced over its steps",
+    )
     train.add_argument("--batch-size", type=int, default=128, help="images per optimizer step")
     train.add_argument("--lr", type=float, default=2e-4, help="AdamW learning rate")
     train.add_argument("--seed", type=int, default=0, help="weight init, batch order, noise")
     train.add_argument(
         "--width", type=float, default=1.0, help="channel multiplier (1.0 = the report's sizes)"
     )
-    train.add_argument("--channels", help="explicit stage widths, comma separated (overrides --width's)")
-    train.add_argument("--checkpoint-every", type=int, default=10, help="epochs between kept checkpoints")
+    train.add_argument(
+        "--channels", help="explicit stage widths, comma separated (default: the arch's, scaled by --width)"
+    )
+    train.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=10,
+        help="epochs between kept checkpoints (the final step is always kept; a run --max-steps cuts "
+        "short is spaced by steps instead)",
+    )
     train.add_argument("--ema", action="store_true", help="keep an EMA of the weights (decay --ema-decay)")
     train.add_argument("--ema-decay", type=float, default=0.9999, help="EMA decay per step")
     train.add_argument(
@@ -63,7 +76,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="bf16 autocast for the network on CUDA (loss and weights stay fp32)",
     )
     train.add_argument(
-        "--image-size", type=int, default=32, help="digits (8x8, upscaled) and folder datasets; cifar10 is 32"
+        "--image-size",
+        type=int,
+        default=32,
+        help="side of the training images: digits (8x8 scans) are upscaled to it, 16 in the README's digits "
+        "runs and digits-quick; folder images are resized to it; cifar10 is 32 only",
     )
     train.add_argument("--schedule", default="linear", choices=["linear", "cosine"], help="noise schedule")
     train.add_argument(
@@ -153,8 +170,6 @@ def _recipe(options: dict[str, Any]) -> str:
 def cmd_train(args: argparse.Namespace) -> int:
     import os
 
-    from tqdm import tqdm
-
     from ddpm.runs import RunDir
     from ddpm.tensorboard_log import TensorBoardLog, TensorBoardOptions
     from ddpm.training import TrainConfig, TrainHooks, train
@@ -181,19 +196,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         if run_id and RunDir.of(root, run_id).exists():
             raise InvalidOption(f"run {run_id!r} already exists; pass --resume {run_id} to continue it")
 
-    bars: list[tqdm] = []  # created on the first step, so data-loading errors print cleanly
+    bars: list[Any] = []  # created on the first step, so data-loading errors print cleanly
 
     def show(progress: Any) -> None:
         if not bars:
-            bars.append(
-                tqdm(
-                    total=progress.total_steps,
-                    initial=progress.step - 1,
-                    unit="step",
-                    file=sys.stderr,
-                    delay=1e-9,
-                )
-            )
+            bars.append(new_bar(total=progress.total_steps, initial=progress.step - 1, unit="step"))
         bar = bars[0]
         bar.n = progress.step
         bar.set_postfix(loss=f"{progress.loss:.4f}", epoch=progress.epoch, refresh=False)
@@ -224,14 +231,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from ddpm.sampling import check_sample_options, sample_checkpoint, write_grid
 
     spec = check_sample_options(args.n, spec_from_args(args), nrow=args.nrow)
     checkpoint = pick_checkpoint(data_dir(args.data_dir), args)
-    # delay: no frame until the first network call is counted (no stray empty bar before it).
-    bar = tqdm(unit="call", dynamic_ncols=True, file=sys.stderr, desc="sampling", delay=1e-9)
+    bar = new_bar(unit="call", desc="sampling")  # no frame until the first network call is counted
 
     def show(done: int, total: int) -> None:
         bar.total = total

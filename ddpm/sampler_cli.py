@@ -20,10 +20,11 @@ from ddpm.sampler_spec import OPTION_NAMES, SamplerSpec
 
 
 class DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
-    """--help with each option's default, except unset ones (None: the help text says what applies)."""
+    """--help with each option's default, except unset ones (None: the help text says what applies) and
+    ones whose help already names its default."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default is None or isinstance(action.default, bool):
+        if action.default is None or isinstance(action.default, bool) or "default" in (action.help or ""):
             return action.help
         return super()._get_help_string(action)
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from ddpm.checkpoint_schedule import KeepSchedule, effective_epochs, keep_schedule
 from ddpm.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
 from ddpm.data import check_dataset_name, epoch_order, grey, load_dataset, to_model_range
 from ddpm.device import resolve_device
@@ -237,6 +238,7 @@ class _Parts:
     flip: bool
     steps_per_epoch: int
     total_steps: int
+    keep: KeepSchedule  # the steps that keep a checkpoint
     model_config: dict[str, Any]
     model: torch.nn.Module
     fast: FastPath
@@ -372,9 +374,7 @@ class Trainer:
     def _train(self, resume: bool) -> TrainResult:
         parts = self._build()
         step, checkpoints = self._restore(parts, resume)
-        self._write_record(
-            parts.model_config, parts.total_steps, parts.steps_per_epoch, step, checkpoints, RUNNING
-        )
+        self._write_record(parts, step, checkpoints, RUNNING)
         self._truncate_loss_history(step)
         batches = _Batches(parts, self.config)
         clock = _StepClock()
@@ -396,9 +396,7 @@ class Trainer:
                 if self.prefetch and step < parts.total_steps:
                     next_batch = batches.staged(step)  # on the CPU, while the device runs the step
                 epoch_done = step % parts.steps_per_epoch == 0
-                keep = step == parts.total_steps or (
-                    epoch_done and (step // parts.steps_per_epoch) % self.config.checkpoint_every == 0
-                )
+                keep = parts.keep.keeps(step)
                 if not (epoch_done or keep or step % self.sync_every == 0):
                     continue
                 elapsed = clock.tick(step)
@@ -473,6 +471,9 @@ class Trainer:
             flip=data.default_flip if cfg.flip is None else cfg.flip,
             steps_per_epoch=steps_per_epoch,
             total_steps=total_steps,
+            keep=keep_schedule(
+                total_steps, steps_per_epoch, cfg.checkpoint_every, total_steps < cfg.epochs * steps_per_epoch
+            ),
             model_config=model_config.to_dict(),
             model=model,
             fast=fast,
@@ -573,15 +574,7 @@ class Trainer:
 
         return self.run.latest_path.exists() and read_meta(self.run.latest_path).get("step") == step
 
-    def _write_record(
-        self,
-        model_config: dict[str, Any],
-        total_steps: int,
-        steps_per_epoch: int,
-        step: int,
-        checkpoints: list[dict[str, Any]],
-        status: str,
-    ) -> None:
+    def _write_record(self, parts: _Parts, step: int, checkpoints: list[dict[str, Any]], status: str) -> None:
         existing = self.run.read() if self.run.exists() else {}
         self.run.write(
             run_record(
@@ -591,9 +584,15 @@ class Trainer:
                 status,
                 created=existing.get("created"),
                 device=str(self.device),
-                model_config=model_config,
-                total_steps=total_steps,
-                steps_per_epoch=steps_per_epoch,
+                model_config=parts.model_config,
+                total_steps=parts.total_steps,
+                steps_per_epoch=parts.steps_per_epoch,
+                # What the run trains, beside the `epochs` its config asked for (max_steps may cut it).
+                effective_epochs=effective_epochs(parts.total_steps, parts.steps_per_epoch),
+                limited_by="max_steps"
+                if parts.total_steps < self.config.epochs * parts.steps_per_epoch
+                else "epochs",
+                **parts.keep.record(),
                 step=step,
                 checkpoints=checkpoints,
                 **self._resume_notes,

@@ -34,6 +34,7 @@ if state == 'running' and redis.call('EXISTS', KEYS[3]) == 1 then return 'busy' 
 if state ~= 'queued' and state ~= 'running' then return state end
 local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
 if attempts >= tonumber(ARGV[6]) then
+  redis.call('HDEL', KEYS[1], 'eta_s')
   redis.call('HSET', KEYS[1], 'state', 'failed', 'finished', ARGV[1], 'updated', ARGV[1], 'message', 'failed',
              'error', 'gave up after ' .. attempts .. ' attempts: each time, its worker was lost mid-job ' ..
              '(killed, out of memory, host lost); last worker: ' .. (redis.call('HGET', KEYS[1], 'worker') or '?'))
@@ -84,6 +85,7 @@ end
 redis.call('DEL', KEYS[3])
 redis.call('SREM', KEYS[2], ARGV[4])
 redis.call('HINCRBY', KEYS[1], 'rev', 1)
+redis.call('HDEL', KEYS[1], 'eta_s')  -- cancelled, failed or queued again: its estimate no longer holds
 local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
 if redis.call('HGET', KEYS[1], 'cancel_requested') == '1' then
   redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished', ARGV[1], 'updated', ARGV[1],
@@ -142,6 +144,7 @@ end
 if ARGV[3] ~= '' and redis.call('HGET', KEYS[1], 'lease') ~= ARGV[3] then return 0 end
 redis.call('SREM', KEYS[2], ARGV[2])
 redis.call('DEL', KEYS[3])
+redis.call('HDEL', KEYS[1], 'eta_s')  -- a finished job has no time left: its last estimate goes
 redis.call('HSET', KEYS[1], unpack(ARGV, 4))
 redis.call('HINCRBY', KEYS[1], 'rev', 1)
 redis.call('EXPIRE', KEYS[1], ARGV[1])
@@ -179,6 +182,7 @@ if tonumber(redis.call('HGET', KEYS[1], 'updated') or '0') > tonumber(ARGV[2]) t
 local times = tonumber(redis.call('HGET', KEYS[1], 'republished') or '0')
 redis.call('HINCRBY', KEYS[1], 'rev', 1)
 if times >= tonumber(ARGV[3]) then
+  redis.call('HDEL', KEYS[1], 'eta_s')
   redis.call('HSET', KEYS[1], 'state', 'failed', 'finished', ARGV[1], 'updated', ARGV[1], 'message', 'failed',
              'error', 'its message was lost from the job queue ' .. (times + 1) .. ' times (published again ' ..
              times .. ' times); ask again, and see the broker (Redis) logs')

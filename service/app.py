@@ -35,6 +35,7 @@ from service.routes import (
     studies,
     train,
 )
+from service.tidy import TidyJSONResponse
 from service.web import install_web
 
 DESCRIPTION = """Train, sample and score (FID) the DDPM UNet variants of *Newer Architectures for Diffusion*.
@@ -63,7 +64,13 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    app = FastAPI(title="ddpm-arch-bench", version="0.1.0", description=DESCRIPTION, lifespan=_lifespan)
+    app = FastAPI(
+        title="ddpm-arch-bench",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=_lifespan,
+        default_response_class=TidyJSONResponse,  # one shape for times, steps and floats (service/tidy.py)
+    )
     app.state.settings = settings
     app.state.store = JobStore.from_url(
         settings.redis_url,

@@ -27,8 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="API on http://HOST:PORT (OpenAPI at /docs) plus one Celery worker; CUDA when present, "
         "else CPU. Without REDIS_URL, a private Redis persists job records under DATA_DIR/redis.",
     )
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", default="127.0.0.1", help="address the API listens on")
+    serve.add_argument("--port", type=int, default=8000, help="port the API listens on")
     serve.add_argument("--no-worker", action="store_true", help="API only (workers run elsewhere)")
     serve.add_argument(
         "--device",
@@ -52,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(env DDPM_DEVICE)",
     )
     worker.add_argument("--name", help="Celery node name (default ddpm-<pid>@<host>)")
-    worker.add_argument("--loglevel", default="INFO")
+    worker.add_argument("--loglevel", default="INFO", help="Celery's log level")
     worker.add_argument(
         "celery_args",
         nargs=argparse.REMAINDER,

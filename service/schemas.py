@@ -8,7 +8,6 @@ parsed, but they too must be finite and within bounds.
 
 from __future__ import annotations
 
-import time
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
@@ -28,6 +27,7 @@ from ddpm.errors import InvalidOption
 from ddpm.fid import options as fid_options
 from ddpm.presets import TRAIN_PRESETS, with_preset
 from ddpm.sampler_spec import SamplerSpec
+from jobs.records import TERMINAL_STATES
 from jobs.settings import MAX_WAIT_S
 from models import (
     ConfigError,
@@ -39,6 +39,7 @@ from models import (
     resolve_arch,
 )
 from models.config import valid_image_sizes as models_valid_image_sizes
+from service.tidy import iso  # noqa: F401 (re-exported: the routes import it from here)
 
 # JSON bodies: strict types (no "3" for an integer, no "yes" for a boolean) and finite numbers only.
 STRICT_BODY = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
@@ -431,12 +432,6 @@ class Accepted(BaseModel):
     links: dict[str, str]
 
 
-def iso(timestamp: float | None) -> str | None:
-    if timestamp is None:
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(timestamp)) + f".{int(timestamp % 1 * 1000):03d}Z"
-
-
 class JobOut(BaseModel):
     id: str
     kind: str
@@ -477,11 +472,10 @@ class JobOut(BaseModel):
             links["reference_job"] = f"/jobs/{job['reference_job']}"
         for name, url in (job.get("result") or {}).get("links", {}).items():
             links.setdefault(name, url)
-        return cls(
-            **{k: v for k, v in job.items() if k in cls.model_fields and k not in _TIMES},
-            **{k: iso(job.get(k)) for k in _TIMES},
-            links=links,
-        )
+        fields = {k: v for k, v in job.items() if k in cls.model_fields and k not in _TIMES}
+        if job.get("state") in TERMINAL_STATES:  # nothing is left to wait for (records from before the
+            fields.pop("eta_s", None)  # store dropped it at the end may still carry the last estimate)
+        return cls(**fields, **{k: iso(job.get(k)) for k in _TIMES}, links=links)
 
 
 _TIMES = ("created", "started", "finished", "updated")

@@ -28,7 +28,7 @@ from workers.progress import JobReporter
 log = logging.getLogger("workers")
 
 WAIT_POLL_S = 1.0  # how often a waiting FID job looks at its reference job (a Redis read)
-REFERENCE_SHARE = 0.1  # of an FID job's progress while it waits (workers/tasks.py FID_PHASES "reference")
+REFERENCE_SHARE = 0.1  # of an FID job's progress while it waits on the reference job
 
 RunHere = Callable[[str], None]  # run a queued job (by id) in this process, as its own job
 

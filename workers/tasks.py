@@ -35,9 +35,10 @@ from jobs.store import JobStore
 from workers.app import app, job_store, publish_job, settings
 from workers.batching import run_sampling
 from workers.classifier_jobs import run_analysis, run_classifier_training
+from workers.fid_progress import FidProgress
 from workers.outcomes import Outcome, low_space_outcome, outcome_of, record_outcome, settle_run
 from workers.progress import JobLease, JobReporter
-from workers.reference_jobs import await_reference, run_fid_reference
+from workers.reference_jobs import REFERENCE_SHARE, await_reference, run_fid_reference
 from workers.study_hooks import advance_study_of
 from workers.throughput import SAMPLE_PHASE, TRAIN_PHASE, SamplingMeter, Throughput
 
@@ -192,10 +193,6 @@ def run_training(job: dict[str, Any], report: JobReporter) -> Outcome:
     }
 
 
-# FID's phases and the share of the whole job each is given in `progress`.
-FID_PHASES = {"reference": (0.0, 0.1), "sampling": (0.1, 0.85), "features": (0.85, 1.0)}
-
-
 def run_fid(job: dict[str, Any], report: JobReporter) -> Outcome:
     from ddpm.checkpoints import read_meta
     from ddpm.fid import evaluate_checkpoint
@@ -216,26 +213,17 @@ def run_fid(job: dict[str, Any], report: JobReporter) -> Outcome:
         lambda reference_id: run_job_as(worker, reference_id, run_fid_reference),
     )
 
-    # A phase starts when the previous one last reported (or the job started), not at its own first
-    # report, which comes only after its first batch.
-    phase_started: dict[str, float] = {}
-    last_report = [time.monotonic()]
     n_max = max(params["n_samples"]) if isinstance(params["n_samples"], list) else params["n_samples"]
     sampling = SamplingMeter(Throughput.of(report.store, FID, SAMPLE_PHASE), n_max, params["batch_size"])
+    # Every phase's share in proportion to its expected cost (workers/fid_progress.py).
+    tracker = FidProgress(params["dataset"], start=REFERENCE_SHARE if waited else 0.0)
+    report(force=True, **tracker.starting())
 
     def progress(phase: str, done: int, total: int) -> None:
         report.raise_if_cancelled()
-        low, high = FID_PHASES.get(phase, (0.0, 1.0))
-        now = time.monotonic()
-        elapsed = now - phase_started.setdefault(phase, last_report[0])
-        last_report[0] = now
         report(
             force=done == total,
-            progress=low + (high - low) * done / max(total, 1),
-            step=done,
-            total=total,
-            eta_s=elapsed / done * (total - done) if done else None,  # of this phase
-            message=f"{phase}: {done}/{total}",
+            **tracker.update(phase, done, total),
             # Throughput is the sampler's; other phases say which they are, so /metrics skips them.
             **(sampling.update(done, total) if phase == "sampling" else {"rate_phase": phase}),
         )
@@ -251,6 +239,8 @@ def run_fid(job: dict[str, Any], report: JobReporter) -> Outcome:
         batch_size=params["batch_size"],
         progress=progress,
         metrics=MetricOptions.from_params(params),
+        on_plan=tracker.set_plan,
+        efficiency=_last_fid_efficiency(report.store),
     )
     fid = {str(n): float(value) for n, value in sorted(outcome.fid.items())}
     # The evaluator's own record (every metric per N, reference file) plus what the service knows of the job.
@@ -292,4 +282,18 @@ def run_fid(job: dict[str, Any], report: JobReporter) -> Outcome:
                 **({"reference_job": f"/jobs/{waited['reference_job']}"} if waited else {}),
             },
         },
+    }
+
+
+def _last_fid_efficiency(store: JobStore) -> dict[str, float]:
+    """The last finished FID job's sampling and Inception fractions of the matmul rate (its measured
+    cost ratio, which weighs this job's phases), or {} when there is none yet or Redis does not answer."""
+    try:
+        recorded = telemetry.read_recorded(store.client, store.prefix).fid_phases
+    except redis.RedisError:
+        return {}
+    return {
+        phase: value
+        for (phase, measure), value in recorded.items()
+        if measure == "fraction" and phase in ("sampling", "features") and value > 0
     }

@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--batches", default="1,80", help="comma-separated batch sizes (default 1,80)")
     bench.add_argument("--modes", default="sample,train", help="sample, train or both (default both)")
     bench.add_argument("--width", type=float, default=1.0, help="channel multiplier (1.0 = report sizes)")
-    bench.add_argument("--image-size", type=int, default=32)
+    bench.add_argument("--image-size", type=int, default=32, help="image side of the benchmarked networks")
     bench.add_argument("--pairs", type=int, default=3, help="timed (matmul, call) pairs per figure")
     bench.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
     bench.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
@@ -67,8 +67,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also time DDIM-50 against DDPM-1000 end to end (at --ratio-width, batch --ratio-batch)",
     )
-    bench.add_argument("--ratio-width", type=float, default=0.25)
-    bench.add_argument("--ratio-batch", type=int, default=16)
+    bench.add_argument(
+        "--ratio-width", type=float, default=0.25, help="width multiplier of the ratio experiment's networks"
+    )
+    bench.add_argument("--ratio-batch", type=int, default=16, help="batch size of the ratio experiment")
     bench.add_argument(
         "--check-batch-invariance",
         action="store_true",

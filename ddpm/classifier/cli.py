@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 from ddpm.errors import CheckpointError, InvalidOption
 from ddpm.limits import DEFAULT_ANALYSIS_SAMPLES, DEFAULT_CONFIDENCE, DEFAULT_GRID_PER_CLASS
+from ddpm.progress_bars import PhaseBars, new_bar
 from ddpm.sampler_cli import add_sampler_arguments, spec_from_args
 from ddpm.settings import data_dir
 
@@ -22,11 +22,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     train = commands.add_parser("train", help="train a small seeded ResNet on a data set (resumable)")
     train.add_argument("--dataset", help="cifar10, digits, or folder:<path> with one subfolder per class")
-    train.add_argument("--image-size", type=int, default=32, help="for digits and folders (cifar10 is 32)")
+    train.add_argument(
+        "--image-size",
+        type=int,
+        default=32,
+        help="the images' side, as the diffusion runs it judges were trained (16 for the README's digits runs); "
+        "cifar10 is 32",
+    )
     train.add_argument("--epochs", type=int, help="default 30; with --resume, the stored number")
-    train.add_argument("--batch-size", type=int, default=128)
+    train.add_argument("--batch-size", type=int, default=128, help="images per optimizer step")
     train.add_argument("--lr", type=float, default=2e-3, help="AdamW peak learning rate (cosine decay to 0)")
-    train.add_argument("--weight-decay", type=float, default=5e-4)
+    train.add_argument("--weight-decay", type=float, default=5e-4, help="SGD weight decay")
     train.add_argument("--seed", type=int, default=0, help="weight init, batch order, augmentation, split")
     train.add_argument("--width", type=int, default=32, help="channels of the first stage (then x2, x4)")
     train.add_argument("--blocks", type=int, default=2, help="residual blocks per stage")
@@ -71,7 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--holdout", type=float, default=0.2, help="share of each class in the held-out split"
     )
     imported.add_argument("--seed", type=int, default=0, help="seed of the held-out split")
-    imported.add_argument("--device", default="auto")
+    imported.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
     imported.set_defaults(handler=cmd_import)
 
     analyse = subparsers.add_parser(
@@ -102,8 +108,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=DEFAULT_GRID_PER_CLASS,
         help="most confident images per class in the grid",
     )
-    analyse.add_argument("--batch-size", type=int, default=128)
-    analyse.add_argument("--device", default="auto")
+    analyse.add_argument("--batch-size", type=int, default=128, help="images per network call")
+    analyse.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
     analyse.add_argument("--out", type=Path, help="also write the grid PNG here")
     analyse.add_argument("--no-save", action="store_true", help="print only; store no result")
     analyse.add_argument("--json", action="store_true", help="print the record as JSON")
@@ -115,32 +121,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     analyses.set_defaults(handler=cmd_analyses)
 
 
-class _Bars:
-    """One tqdm bar per phase, on stderr."""
-
-    def __init__(self) -> None:
-        self.bars: dict[str, Any] = {}
-
-    def __call__(self, phase: str, done: int, total: int) -> None:
-        from tqdm import tqdm
-
-        if phase not in self.bars:
-            for bar in self.bars.values():
-                bar.close()
-            self.bars[phase] = tqdm(total=total, desc=phase, file=sys.stderr, dynamic_ncols=True)
-        bar = self.bars[phase]
-        bar.total = total
-        bar.update(done - bar.n)
-
-    def close(self) -> None:
-        for bar in self.bars.values():
-            bar.close()
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     import os
-
-    from tqdm import tqdm
 
     from ddpm.classifier.config import ClassifierConfig
     from ddpm.classifier.store import ClassifierDir, read_classifier
@@ -183,15 +165,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     def show(progress: Any) -> None:
         if not bars:
-            bars.append(
-                tqdm(
-                    total=progress.total_steps,
-                    initial=progress.step - 1,
-                    unit="step",
-                    file=sys.stderr,
-                    delay=1e-9,
-                )
-            )
+            bars.append(new_bar(total=progress.total_steps, initial=progress.step - 1, unit="step"))
         bar = bars[0]
         bar.n = progress.step
         accuracy = "-" if progress.holdout_accuracy is None else f"{progress.holdout_accuracy:.3f}"
@@ -302,7 +276,7 @@ def cmd_analyse(args: argparse.Namespace) -> int:
 
     check_analysis_options(args.n, args.threshold, args.per_class)
     root = data_dir(args.data_dir)
-    bars = _Bars()
+    bars = PhaseBars()
     try:
         if args.real:
             if args.step is not None:

@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 from ddpm.fid.options import (
     DEFAULT_BOOTSTRAP,
@@ -18,6 +17,7 @@ from ddpm.fid.options import (
     parse_n_list,
     plan_metrics,
 )
+from ddpm.progress_bars import PhaseBars
 from ddpm.sampler_cli import DefaultsHelp, add_sampler_arguments, spec_from_args
 from ddpm.settings import data_dir
 
@@ -45,8 +45,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fid.add_argument(
         "--reference", type=Path, help="a pytorch-fid .npz (mu, sigma) to compare against instead"
     )
-    fid.add_argument("--batch-size", type=int, default=128)
-    fid.add_argument("--device", default="auto")
+    fid.add_argument(
+        "--batch-size", type=int, default=128, help="images per network call (sampling and Inception)"
+    )
+    fid.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
     fid.add_argument(
         "--metrics",
         help=f"comma-separated, from {','.join(METRICS)} (default: all, each where N allows; FID always)",
@@ -80,33 +82,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "fid-reference", help="compute and cache a dataset's reference statistics (pytorch-fid .npz)"
     )
     reference.add_argument("--dataset", default="cifar10", help="cifar10 (default), digits or folder:<path>")
-    reference.add_argument("--image-size", type=int, default=32, help="for digits and folders")
+    reference.add_argument(
+        "--image-size",
+        type=int,
+        default=32,
+        help="the checkpoints' image side, for digits (16 for the README's digits runs) and folders; cifar10 is 32",
+    )
     reference.add_argument("--refresh", action="store_true", help="recompute even if cached")
-    reference.add_argument("--batch-size", type=int, default=128)
-    reference.add_argument("--device", default="auto")
+    reference.add_argument("--batch-size", type=int, default=128, help="images per Inception call")
+    reference.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
     reference.set_defaults(handler=cmd_fid_reference)
-
-
-class _Bars:
-    """One tqdm bar per phase, on stderr."""
-
-    def __init__(self) -> None:
-        self.bars: dict[str, Any] = {}
-
-    def __call__(self, phase: str, done: int, total: int) -> None:
-        from tqdm import tqdm
-
-        if phase not in self.bars:
-            for bar in self.bars.values():
-                bar.close()
-            self.bars[phase] = tqdm(total=total, desc=phase, file=sys.stderr, dynamic_ncols=True)
-        bar = self.bars[phase]
-        bar.total = total
-        bar.update(done - bar.n)
-
-    def close(self) -> None:
-        for bar in self.bars.values():
-            bar.close()
 
 
 def metric_options(args: argparse.Namespace) -> MetricOptions:
@@ -135,7 +120,7 @@ def cmd_fid(args: argparse.Namespace) -> int:
     root = data_dir(args.data_dir)
     checkpoint = pick_checkpoint(root, args)
     dataset = args.dataset or read_meta(checkpoint).get("train_config", {}).get("dataset", "cifar10")
-    bars = _Bars()
+    bars = PhaseBars()
     try:
         result = evaluate_checkpoint(
             checkpoint,
@@ -198,7 +183,7 @@ def cmd_fid_reference(args: argparse.Namespace) -> int:
     from ddpm.fid.reference import dataset_reference
 
     device = resolve_device(args.device)
-    bars = _Bars()
+    bars = PhaseBars()
     try:
         stats = dataset_reference(
             args.dataset,

@@ -10,7 +10,7 @@ precision/recall, its feature set, first, so a missing dataset fails before any 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +32,19 @@ from ddpm.fid.options import (
     plan_metrics,
 )
 from ddpm.fid.reference import (
+    REFERENCE_FEATURES_MAX,
     ReferenceFeatures,
     ReferenceStats,
     dataset_reference,
     dataset_reference_features,
+    load_npz,
+    reference_features_path,
+    reference_path,
     reference_size,
     user_reference,
 )
 from ddpm.fid.results import FidResult
-from ddpm.fid.scoring import score_features
+from ddpm.fid.scoring import score_features, scoring_steps
 from ddpm.fid.throughput import (
     PhaseWork,
     distance_gflop,
@@ -51,6 +55,7 @@ from ddpm.fid.throughput import (
     statistics_gflop,
 )
 from ddpm.fid.weights import classifier_head, ensure_weights
+from ddpm.fid.work_plan import THROUGHPUT, WorkPlan, dataset_images, plan_work
 from ddpm.sampling import Sampler, check_sample_options, sample_checkpoint
 from ddpm.settings import data_dir as default_data_dir
 
@@ -87,6 +92,8 @@ def evaluate_checkpoint(
     progress: PhaseProgress | None = None,
     metrics: MetricOptions | None = None,
     measure_rate: bool = True,
+    on_plan: Callable[[WorkPlan], None] | None = None,
+    efficiency: Mapping[str, float] | None = None,
 ) -> FidResult:
     """FID and the requested metrics (default: all that N allows) for every N in n_samples.
 
@@ -95,6 +102,11 @@ def evaluate_checkpoint(
 
     `sampler` is a SamplerSpec or a name with steps and eta beside it (ddpm.sampling). Raises DdpmError
     subclasses; a progress callback may raise Cancelled.
+
+    `on_plan` is given the phases and their expected costs (ddpm.fid.work_plan) before the first of them
+    starts, so a caller can tell progress in proportion to the work; `efficiency` (sampling and features
+    fractions of the matmul rate, e.g. the last job's) refines the sampling cost. The scoring phase
+    reports its steps as progress("scoring", done, total).
     """
     started = time.perf_counter()
     counts = check_options(n_samples, sampler, steps, eta, batch_size)
@@ -129,6 +141,13 @@ def evaluate_checkpoint(
                 raise FidUnavailable(f"{INCEPTION_SCORE}: {why}")
             unavailable[INCEPTION_SCORE] = str(why)
     timings["weights"] = time.perf_counter() - clock
+    if on_plan is not None:
+        on_plan(
+            _plan(
+                meta, counts, batch_size, spec.nfe, dataset, root, image_size, reference_npz, options,
+                plan, wanted, unavailable, efficiency, measure_rate,
+            )
+        )  # fmt: skip
 
     inception: list[torch.nn.Module] = []  # loaded on first need, then shared by both phases
 
@@ -156,7 +175,7 @@ def evaluate_checkpoint(
             model,
             torch_device,
             batch_size,
-            report("reference"),
+            report("reference_features"),
             reference_npz,
             options,
         )
@@ -186,15 +205,27 @@ def evaluate_checkpoint(
         size = reference_size(dataset, image_size)
         warnings.append(f"samples are {images.shape[-1]}px but the {dataset} reference images are {size}px")
     scoring = score_features(
-        features, counts, reference.mu, reference.sigma, options, reference_features, classifier, unavailable
+        features,
+        counts,
+        reference.mu,
+        reference.sigma,
+        options,
+        reference_features,
+        classifier,
+        unavailable,
+        report("scoring"),
     )
     timings.update(scoring.timings)
     timings["total"] = time.perf_counter() - started
+    if progress is not None and measure_rate:
+        progress(THROUGHPUT, 0, 1)
     throughput = _throughput(
         timings, counts, reference, sample_meta, spec.nfe, model(), torch_device, measure_rate
     )
     # Whether sampling ran compiled, and why (ddpm/compile_policy.py): part of how fast it was.
     throughput["sampling_compile"] = sample_meta.get("compile")
+    if progress is not None and measure_rate:
+        progress(THROUGHPUT, 1, 1)
 
     return FidResult(
         fid={n: row.fid for n, row in scoring.scores.items()},
@@ -220,6 +251,54 @@ def evaluate_checkpoint(
         unavailable=scoring.unavailable,
         reference_features=None if reference_features is None else reference_features.summary(),
         throughput=throughput,
+    )
+
+
+def _plan(
+    meta: dict[str, Any],
+    counts: list[int],
+    batch_size: int,
+    nfe: int,
+    dataset: str,
+    root: Path,
+    image_size: int,
+    reference_npz: Path | None,
+    options: MetricOptions,
+    plan: dict[int, tuple[str, ...]],
+    wanted: set[str],
+    unavailable: dict[str, str],
+    efficiency: Mapping[str, float] | None,
+    measure_rate: bool,
+) -> WorkPlan:
+    """The evaluation's phases and costs, from what is cached now (ddpm.fid.work_plan)."""
+    stats = reference_path(root, dataset, image_size)
+    cached = reference_npz is not None or stats.is_file()
+    total = dataset_images(dataset, root) if reference_npz is None else 0
+    if cached and reference_npz is None:
+        total = int(load_npz(stats)[2].get("n") or total)
+    feature_rows = min(total, REFERENCE_FEATURES_MAX)
+    separate_features = (
+        cached
+        and reference_npz is None
+        and bool(wanted & set(REFERENCE_FEATURE_METRICS))
+        and not reference_features_path(root, dataset, image_size).is_file()
+    )
+    try:  # counted once per process and cached; an unusual config only loses the refinement
+        unet_gflop = sampling_gflop(meta, 1)
+    except Exception:  # noqa: BLE001 (an estimate must never fail the evaluation)
+        unet_gflop = None
+    return plan_work(
+        n=max(counts),
+        batch_size=batch_size,
+        nfe=nfe,
+        unet_gflop_per_call=unet_gflop,
+        reference_images=0 if cached else total,
+        reference_feature_images=feature_rows if separate_features else 0,
+        scoring_steps=scoring_steps(plan, unavailable),
+        options=options,
+        reference_rows=feature_rows,
+        efficiency=efficiency,
+        measure_rate=measure_rate,
     )
 
 

@@ -64,6 +64,8 @@ def inception_features(
     images = as_rgb_uint8(images)
     count = images.shape[0]
     features = np.empty((count, FEATURE_DIMS), dtype=np.float64)
+    if progress is not None:  # the phase is named from its start, not after its first batch
+        progress(0, count)
     for first in range(0, count, batch_size):
         batch = images[first : first + batch_size].to(device).to(torch.float32).div(255)  # = ToTensor()
         pred = model(batch)[0]

@@ -11,7 +11,7 @@ an N changes no other number.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -23,6 +23,7 @@ from ddpm.fid.fid_infinity import fid_infinity
 from ddpm.fid.frechet import FrechetReference, ProjectedFeatures
 from ddpm.fid.metrics import inception_score, kid, precision_recall
 from ddpm.fid.options import (
+    FID,
     FID_INFINITY,
     FID_INTERVAL,
     INCEPTION_SCORE,
@@ -67,11 +68,13 @@ def score_features(
     reference_features: ReferenceFeatures | None = None,
     classifier: np.ndarray | None = None,
     unavailable: dict[str, str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Scoring:
     """Scores per N (N ascending; each uses the first N rows of `features`).
 
     `unavailable` names metrics that cannot run here (no reference features, no classifier) with the
-    reason; they are left out and the reasons kept in the result.
+    reason; they are left out and the reasons kept in the result. `progress(done, total)` counts the
+    steps of `scoring_steps` (a distance or one metric at one N).
     """
     unavailable = dict(unavailable or {})
     plan, skipped = plan_metrics(options, counts)
@@ -91,18 +94,30 @@ def score_features(
             f"needs more than k={PR_NEIGHBOURS}",
         )
     timings: dict[str, float] = {}
+    steps_total = len(scoring_steps(plan, unavailable))
+    steps_done = [0]
+
+    def step_done() -> None:
+        steps_done[0] += 1
+        if progress is not None:
+            progress(steps_done[0], steps_total)
 
     def timed(metric: str, compute: Callable[..., T], *args: Any) -> T:
         clock = time.perf_counter()
         value = compute(*args)
         timings[metric] = timings.get(metric, 0.0) + time.perf_counter() - clock
+        if metric != "statistics":  # the statistics are part of the FID step
+            step_done()
         return value
 
+    if progress is not None:
+        progress(0, steps_total)
     projected: ProjectedFeatures | None = None
-    if any(m in wanted for wanted in plan.values() for m in (FID_INTERVAL, FID_INFINITY)):
+    if _needs_projection(plan):
         clock = time.perf_counter()
         projected = FrechetReference(reference_mu, reference_sigma).project(features[: max(plan)])
         timings["fast_frechet_setup"] = time.perf_counter() - clock
+        step_done()
 
     scores: dict[int, Scores] = {}
     for n, chosen in plan.items():
@@ -148,3 +163,18 @@ def score_features(
         scores[n] = row
     every = [w for row in scores.values() for w in row.warnings]
     return Scoring(scores, every, unavailable, timings)
+
+
+def _needs_projection(plan: dict[int, tuple[str, ...]]) -> bool:
+    return any(m in wanted for wanted in plan.values() for m in (FID_INTERVAL, FID_INFINITY))
+
+
+def scoring_steps(plan: dict[int, tuple[str, ...]], unavailable: Mapping[str, str]) -> list[tuple[str, int]]:
+    """(metric, N) of each step score_features runs, in its order: the fast distance's setup
+    ("projection") when a bootstrap or FID-infinity needs it, then per N the FID and each metric beside
+    it that can run. The evaluator plans its progress with the same list."""
+    steps: list[tuple[str, int]] = [("projection", max(plan))] if _needs_projection(plan) else []
+    for n, chosen in plan.items():
+        steps.append((FID, n))
+        steps += [(m, n) for m in chosen if m != FID and m not in unavailable]
+    return steps

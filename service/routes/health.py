@@ -19,6 +19,7 @@ from jobs.settings import Settings
 from jobs.store import JobStore
 from service.deps import AuthorisedDep, SettingsDep, StoreDep
 from service.errors import redact, redis_unavailable_message
+from service.tidy import TidyJSONResponse
 
 router = APIRouter(tags=["health"])
 
@@ -46,7 +47,7 @@ def readyz(settings: SettingsDep, store: StoreDep, allowed: AuthorisedDep) -> JS
     code = 200 if body["status"] == OK else 503
     if not allowed:
         return JSONResponse({"status": OK if code == 200 else UNAVAILABLE}, status_code=code)
-    return JSONResponse(body, status_code=code)
+    return TidyJSONResponse(body, status_code=code)  # workers' `seen` as ISO-8601, as every answer has it
 
 
 def readiness(settings: Settings, store: JobStore) -> dict[str, Any]:

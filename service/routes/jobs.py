@@ -9,7 +9,7 @@ from typing import Annotated
 import anyio
 import redis.exceptions
 from fastapi import APIRouter, Query
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 
 from ddpm.runs import RunDir
 from jobs.records import CANCELLED, KINDS, STATES, TERMINAL_STATES, TRAIN
@@ -17,6 +17,7 @@ from jobs.store import JobStore
 from service.deps import SettingsDep, StoreDep
 from service.errors import Conflict, NotFound, redis_unavailable_message
 from service.schemas import JobOut
+from service.tidy import TidyJSONResponse, tidy
 
 router = APIRouter(tags=["jobs"])
 
@@ -48,7 +49,7 @@ def get_job(job_id: str, store: StoreDep) -> JobOut:
     summary="cancel: a queued job never runs; a running one stops after its current step",
     responses={200: {"description": "cancelled"}, 202: {"description": "cancel requested"}},
 )
-def cancel_job(job_id: str, store: StoreDep, settings: SettingsDep) -> JSONResponse:
+def cancel_job(job_id: str, store: StoreDep, settings: SettingsDep) -> TidyJSONResponse:
     outcome = store.cancel(job_id)
     if outcome is None:
         raise NotFound(f"no job {job_id!r}; GET /jobs lists them")
@@ -59,11 +60,11 @@ def cancel_job(job_id: str, store: StoreDep, settings: SettingsDep) -> JSONRespo
     if outcome in ("succeeded", "failed"):
         raise Conflict(f"job {job_id!r} already {outcome}; nothing to cancel", job=_dump(job))
     status = 202 if outcome == "cancelling" else 200
-    return JSONResponse(_dump(job), status_code=status)
+    return TidyJSONResponse(_dump(job), status_code=status)
 
 
 def _dump(job: dict) -> dict:
-    return JobOut.from_record(job).model_dump(mode="json")
+    return tidy(JobOut.from_record(job).model_dump(mode="json"))  # as the JSON answers have it
 
 
 @router.get(

@@ -9,7 +9,7 @@ from typing import Annotated
 import anyio
 import redis
 from fastapi import APIRouter, Query
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, Response
 
 from jobs.batching import BatchableJobs, batch_key
 from jobs.publish import JobQueue
@@ -22,6 +22,7 @@ from service.deps import QueueDep, SettingsDep, StoreDep
 from service.errors import Conflict, JobFailed, invalid_field
 from service.schemas import Accepted, SampleQuery, job_links
 from service.submit import submit
+from service.tidy import TidyJSONResponse
 
 log = logging.getLogger("service")
 
@@ -149,7 +150,7 @@ def _png(spec: SampleSpec, settings: Settings) -> FileResponse:
     )
 
 
-def _accepted(spec: SampleSpec, job_id: str, state: str, joined: bool) -> JSONResponse:
+def _accepted(spec: SampleSpec, job_id: str, state: str, joined: bool) -> TidyJSONResponse:
     ref = spec.checkpoint
     body = Accepted(
         job_id=job_id,
@@ -163,6 +164,6 @@ def _accepted(spec: SampleSpec, job_id: str, state: str, joined: bool) -> JSONRe
         ),
         links={**job_links(job_id, ref.run_id), "job": f"/jobs/{job_id}", "result": spec.url()},
     )
-    return JSONResponse(
+    return TidyJSONResponse(
         body.model_dump(mode="json"), status_code=202, headers={"Location": f"/jobs/{job_id}"}
     )

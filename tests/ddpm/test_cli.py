@@ -41,6 +41,7 @@ def test_train_then_sample_on_digits(data_dir: Path, capsys: pytest.CaptureFixtu
     )
     assert code == 0, err
     assert "run cli-run: succeeded at step 3/3" in out
+    assert "| 0/" not in err and "| 3/3" in err  # the bar's first frame is its first step, not an empty bar
     assert (data_dir / "runs" / "cli-run" / "checkpoints" / "step-00000003.safetensors").is_file()
     assert any((data_dir / "runs" / "cli-run" / "tensorboard").glob("events.out.tfevents.*"))
 
@@ -48,6 +49,7 @@ def test_train_then_sample_on_digits(data_dir: Path, capsys: pytest.CaptureFixtu
     argv = ("sample", "--arch", "pure_unet", "--seed", "0", "--n", "12", "--nrow", "4")
     code, out, err = _run(capsys, *argv, "--sampler", "ddim", "--steps", "4", "--out", str(out_png))
     assert code == 0, err
+    assert "| 0/" not in err and "| 4/4" in err
     with Image.open(out_png) as image:
         assert image.size == (4 * 34 + 2, 3 * 34 + 2)
     first = out_png.read_bytes()
@@ -171,3 +173,45 @@ def test_global_options_are_accepted_after_the_subcommand_too(tmp_path: Path) ->
     nested = parser.parse_args(["classifier", "list", "--data-dir", str(tmp_path)])
     assert before.data_dir == after.data_dir == nested.data_dir == str(tmp_path)
     assert parser.parse_args(["runs"]).data_dir is None  # absent: DATA_DIR, then ./data
+
+
+def test_every_subcommand_s_help_shows_every_default() -> None:
+    """Each option with a default says it in --help (the formatter appends it, or the help names it)."""
+    import argparse
+
+    from ddpm.cli import build_parser
+
+    def parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+        found = [parser]
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in dict.fromkeys(action.choices.values()):
+                    found += parsers(sub)
+        return found
+
+    missing = []
+    for parser in parsers(build_parser()):
+        help_text = " ".join(parser.format_help().split("\noptions:", 1)[-1].split())  # past the usage lines
+        for action in parser._actions:
+            default = action.default
+            if not action.option_strings or default in (None, argparse.SUPPRESS) or isinstance(default, bool):
+                continue
+            entry = help_text.split(action.option_strings[-1], 1)[-1][:600]
+            if "default" not in entry:
+                missing.append(f"{parser.prog} {action.option_strings[-1]} (default {default!r})")
+    assert not missing, missing
+
+
+def test_phase_bars_draw_no_empty_frame(capsys: pytest.CaptureFixture[str]) -> None:
+    from ddpm.progress_bars import PhaseBars
+
+    bars = PhaseBars()
+    bars("reference", 0, 8)  # a phase that has only started draws nothing yet
+    assert capsys.readouterr().err == ""
+    bars("reference", 4, 8)
+    bars("reference", 8, 8)
+    bars("sampling", 0, 20)
+    bars("sampling", 20, 20)
+    bars.close()
+    err = capsys.readouterr().err
+    assert "| 0/" not in err and "| 8/8" in err and "| 20/20" in err

@@ -223,6 +223,11 @@ def test_readme_table_lists_every_variant_with_its_parameter_count() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     for spec in models.ARCHS.values():
         assert f"| {spec.name} | {spec.report_name} | {spec.params:,} |" in readme
+    # The count the introduction spells out is the table's, and it names every variant.
+    words = {14: "fourteen", 15: "fifteen", 16: "sixteen"}
+    intro = readme.split("```", 1)[0]
+    assert f"library of {words.get(len(models.ARCHS), len(models.ARCHS))} DDPM UNet variants" in intro
+    assert all(name in intro for name in models.ARCHS if name != "baseline")
 
 
 def test_ddpm_original_is_ho_et_als_cifar10_network() -> None:

@@ -19,7 +19,8 @@ TINY_GRID = TensorBoardOptions(samples=4, sample_steps=2)
 
 
 def _config(**changes) -> TrainConfig:
-    """20 images at 16x16, batch 8: 3 steps per epoch; a kept checkpoint every epoch."""
+    """20 images at 16x16, batch 8: 3 steps per epoch; a kept checkpoint every epoch (or, when max_steps
+    cuts the run short, about eight spaced over its steps: every step of these short runs)."""
     options = dict(
         arch="pure_unet",
         dataset="folder:tiny",
@@ -59,7 +60,8 @@ def test_scalars_every_step_and_a_grid_at_each_kept_checkpoint(folder_data: Path
     assert [e.value for e in events.Scalars("train/epoch")] == [0, 0, 1, 1]
     assert events.Scalars("train/lr")[0].value == pytest.approx(2e-4)
     grids = events.Images("samples")
-    assert [g.step for g in grids] == [3, 4]  # end of epoch 1, and the final step
+    # max_steps cut the 100-epoch run: its checkpoints, and so its grids, are spaced over its 4 steps
+    assert [g.step for g in grids] == [1, 2, 3, 4]
     # 4 images of 16x16 on a 2x2 grid with 2-pixel padding
     assert (grids[0].width, grids[0].height) == (2 * 18 + 2, 2 * 18 + 2)
 

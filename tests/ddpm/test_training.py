@@ -91,9 +91,23 @@ def test_kept_checkpoints_every_n_epochs_plus_final_and_run_record(folder_data: 
     record = run.read()
     assert record["status"] == "succeeded" and record["step"] == 15 and record["total_steps"] == 15
     assert record["model_config"]["channels"] == [8, 16, 32, 32]
+    assert record["effective_epochs"] == 5 and record["limited_by"] == "epochs"
+    assert record["checkpoint_every_steps"] == 6 and record["checkpoints_spaced_by"] == "epochs"
     assert [r["run_id"] for r in list_runs(folder_data)] == ["keep"]
     assert newest_checkpoint(folder_data, "pure_unet")[:2] == ("keep", 15)
     assert newest_checkpoint(folder_data, "baseline") is None
+
+
+def test_a_run_cut_by_max_steps_spaces_its_checkpoints_and_records_its_epochs(folder_data: Path) -> None:
+    """13 steps of a 100-epoch config (3 steps an epoch, checkpoint_every=2): the epochs would keep
+    steps 6, 12 and 13; spaced by steps it keeps about eight, and its record says what it trained."""
+    result = train(_config(max_steps=13), folder_data, run_id="cut", device="cpu")
+    kept = [step for step, _ in RunDir.of(folder_data, "cut").kept_checkpoints()]
+    assert kept == [c["step"] for c in result.checkpoints] == [2, 4, 6, 8, 10, 12, 13]
+    record = RunDir.of(folder_data, "cut").read()
+    assert record["train_config"]["epochs"] == 100  # what was asked stays as asked...
+    assert record["effective_epochs"] == 4.33 and record["limited_by"] == "max_steps"  # ...beside this
+    assert record["checkpoint_every_steps"] == 2 and record["checkpoints_spaced_by"] == "steps"
 
 
 def test_should_stop_cancels_and_keeps_the_last_step(folder_data: Path) -> None:
@@ -331,9 +345,10 @@ def test_batches_drawn_ahead_and_losses_read_in_bursts_train_the_same_bits(folde
 
 
 def test_hooks_see_every_step_in_order_when_losses_are_read_in_bursts(folder_data: Path) -> None:
-    """sync_every=4 with 3 steps an epoch: losses are read at steps 3 (epoch end), 4, 6 (epoch end) and
-    8 (the last); progress still comes once per step, in order, and should_stop is polled before
-    steps 0, 3, 4 and 6; a stop answered there ends the run at that step, with a checkpoint."""
+    """sync_every=4 with 3 steps an epoch over 3 epochs (a run max_steps does not cut, so its
+    checkpoints follow the epochs): losses are read at steps 3 (epoch end), 4, 6 (epoch end), 8 and 9
+    (the last); progress still comes once per step, in order, and should_stop is polled before steps
+    0, 3, 4, 6 and 8; a stop answered there ends the run at that step, with a checkpoint."""
     from ddpm.training import Trainer
 
     seen: list[int] = []
@@ -344,15 +359,13 @@ def test_hooks_see_every_step_in_order_when_losses_are_read_in_bursts(folder_dat
         return False
 
     hooks = TrainHooks(on_progress=[lambda p: seen.append(p.step)], should_stop=should_stop)
-    Trainer(
-        _config(max_steps=8), folder_data, "bursts", device="cpu", hooks=hooks, sync_every=4
-    ).run_training()
-    assert seen == list(range(1, 9)) and polls == [0, 3, 4, 6]
+    Trainer(_config(epochs=3), folder_data, "bursts", device="cpu", hooks=hooks, sync_every=4).run_training()
+    assert seen == list(range(1, 10)) and polls == [0, 3, 4, 6, 8]
 
     answers = iter([False, True])  # stop at the second poll, before step 4
     stop = TrainHooks(should_stop=lambda: next(answers))
     result = Trainer(
-        _config(max_steps=8), folder_data, "stopped", device="cpu", hooks=stop, sync_every=4
+        _config(epochs=3), folder_data, "stopped", device="cpu", hooks=stop, sync_every=4
     ).run_training()
     assert result.status == "cancelled" and result.step == 3
     assert load_checkpoint(RunDir.of(folder_data, "stopped").latest_path).step == 3

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from jobs.settings import Settings
+from jobs.store import JobStore
 from service.app import create_app
 from tests.stack import TINY_TRAIN, finished, wait_for
 
@@ -77,12 +78,17 @@ def test_train_progress_samples_and_cache(client: TestClient, settings: Settings
     job = events[-1][1]
     assert job["state"] == "succeeded", job
     assert job["progress"] == 1.0 and job["step"] == steps
-    assert [c["step"] for c in job["result"]["checkpoints"]] == [steps]
+    # max_steps cut the run short of its 100 epochs: its checkpoints are spaced over the steps it ran
+    # (about eight; here every step), not one at the end only.
+    assert [c["step"] for c in job["result"]["checkpoints"]] == list(range(1, steps + 1))
     assert job["links"]["run"] == f"/runs/{run_id}"
 
     run = client.get(f"/runs/{run_id}").json()
     assert run["status"] == "succeeded" and run["step"] == steps and run["device"] == "cpu"
-    assert [c["step"] for c in run["checkpoints"]] == [steps]
+    assert [c["step"] for c in run["checkpoints"]] == list(range(1, steps + 1))
+    # Its record says what it trained beside what was asked: 6 of 225 steps an epoch, not 100 epochs.
+    assert run["train_config"]["epochs"] == 100 and run["limited_by"] == "max_steps"
+    assert run["effective_epochs"] == round(steps / run["steps_per_epoch"], 2) < 1
     assert [row["step"] for row in run["loss_history"]] == list(range(1, steps + 1))
     assert run["job_id"] == job_id
     assert run_id in {r["run_id"] for r in client.get("/runs").json()["runs"]}
@@ -134,13 +140,30 @@ def test_cancel_queued_and_running_training(client: TestClient, settings: Settin
     response = client.delete(f"/jobs/{queued['job_id']}")
     assert response.status_code == 200 and response.json()["state"] == "cancelled"
 
-    wait_for(client, long["job_id"], lambda job: job["state"] == "running" and (job["step"] or 0) >= 3)
+    running = wait_for(
+        client, long["job_id"], lambda job: job["state"] == "running" and (job["step"] or 0) >= 3
+    )
+    assert running["eta_s"] is not None
+    # The run follows its job's step (run.json itself is rewritten only at checkpoints and epoch ends,
+    # and this run has neither yet): never behind what GET /jobs/{id} said just before.
+    for _ in range(3):
+        before = client.get(f"/jobs/{long['job_id']}").json()
+        live = client.get(f"/runs/{long['run_id']}").json()
+        listed = next(r for r in client.get("/runs").json()["runs"] if r["run_id"] == long["run_id"])
+        if before["state"] == "running":
+            assert live["step"] >= before["step"] and listed["step"] >= before["step"], (before, live)
+            assert live["status"] == "running" and live["step_from"] == "job"
     response = client.delete(f"/jobs/{long['job_id']}")
     assert response.status_code == 202
     at_cancel = response.json()
     assert at_cancel["cancel_requested"] is True and at_cancel["state"] == "running"
     job = wait_for(client, long["job_id"], finished, timeout=60)
     assert job["state"] == "cancelled", job
+    # A cancelled job has no time left: its last estimate is gone from the record and the response.
+    assert job["eta_s"] is None
+    assert "eta_s" not in JobStore.from_url(settings.redis_url, settings.key_prefix, settings.job_ttl_s).get(
+        long["job_id"]
+    )
     assert job["step"] <= at_cancel["step"] + 2  # stops within a step or two
     # It keeps its last checkpoint: on disk, listed by the run, resumable and samplable.
     run = client.get(f"/runs/{long['run_id']}").json()
@@ -174,7 +197,8 @@ def test_resume_a_cancelled_run(client: TestClient) -> None:
     assert resumed.status_code == 202, resumed.text
     job = wait_for(client, resumed.json()["job_id"], finished)
     assert job["state"] == "succeeded" and job["step"] == 3
-    assert [c["step"] for c in client.get(f"/runs/{first['run_id']}").json()["checkpoints"]] == [2, 3]
+    # Both short runs space their checkpoints over their steps (max_steps cut them): every step here.
+    assert [c["step"] for c in client.get(f"/runs/{first['run_id']}").json()["checkpoints"]] == [1, 2, 3]
 
 
 def test_failed_job_says_why(client: TestClient) -> None:

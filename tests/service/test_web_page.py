@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from ddpm.checkpoint_schedule import keep_schedule
 from jobs.settings import Settings
 from service.app import create_app
 from tests.service.browser import (
@@ -33,6 +34,9 @@ pytestmark = pytest.mark.usefixtures("worker")
 
 TRAIN_STEPS = 30  # long enough (a few seconds) for the bar to be seen between 0 and 100%
 RESUMED_STEPS = TRAIN_STEPS + 4
+# max_steps cuts these runs short of their 100 epochs (225 steps each), so each keeps about eight
+# checkpoints spaced over its steps (ddpm/checkpoint_schedule.py): 4, 8, ..., 28, 30; the resumed one adds 34.
+KEPT_STEPS = [*keep_schedule(TRAIN_STEPS, 225, 10, cut_by_max_steps=True).kept_steps(), RESUMED_STEPS]
 TINY_FORM = {"arch": "pure_unet", **{name: str(value) for name, value in TINY_TRAIN.items()}}
 GRID = {"n": "4", "nrow": "4", "sampler": "ddim", "steps": "3"}  # a 4x1 grid of 16x16 digits, 3 DDIM steps
 JOB_TIMEOUT_S = 90.0
@@ -154,26 +158,30 @@ def test_train_from_the_form_then_loss_resume_epochs_and_compare(
     assert by_css(browser, f"{row} .state").text == "succeeded"
     screenshot(browser, "jobs")
 
-    # The run: configuration, one checkpoint, the loss curve (raw + smoothed, drawn by the API).
+    # The run: configuration, its checkpoints, the loss curve (raw + smoothed, drawn by the API).
     go(browser, f"runs/{run_id}")
     wait_until(lambda: ready_image(browser, "#run-detail img.api-image"), 20, "the loss curve")
     assert "pure_unet" in by_css(browser, "#run-detail dl.config").text
     screenshot(browser, "run")
 
-    # Resume it for a few more steps: a second checkpoint, then the grids of both from the same noise.
+    # Resume it for a few more steps: one more checkpoint, then the grids of all from the same noise.
     resume = by_css(browser, "#run-detail form.resume")
     fill(resume, {"max_steps": str(RESUMED_STEPS)})
     resume.submit()
     checkpoints = "#run-detail .table-wrap tbody tr"
-    wait_until(lambda: len(all_css(browser, checkpoints)) == 2, JOB_TIMEOUT_S, "the resumed run's checkpoint")
+    wait_until(
+        lambda: len(all_css(browser, checkpoints)) == len(KEPT_STEPS),
+        JOB_TIMEOUT_S,
+        "the resumed run's checkpoint",
+    )
     by_css(browser, '#run-detail a[href^="#epochs/"]').click()
     sampling = by_css(browser, "#epochs-form")
     fill(sampling, GRID)
     sampling.submit()
     cards = "#epoch-grids .grid-card"
-    wait_for_ready_cards(browser, cards, 2, "both checkpoints' grids")
+    wait_for_ready_cards(browser, cards, len(KEPT_STEPS), "every checkpoint's grid")
     titles = [card.find_element("css selector", "figcaption strong").text for card in all_css(browser, cards)]
-    assert titles[0].endswith(f"step {TRAIN_STEPS}") and titles[1].endswith(f"step {RESUMED_STEPS}")
+    assert [title.rsplit("step ", 1)[-1] for title in titles] == [str(step) for step in KEPT_STEPS]
     screenshot(browser, "epochs")
 
     # Compare two variants side by side: this run's first checkpoint, and rdn's newest.

@@ -103,7 +103,7 @@ def test_analyse_samples_and_real_then_compare(
     [
         (
             ["analyse", "--run", RUN, "--step", "7"],
-            "run 'tiny-ddpm' has no kept checkpoint at step 7; kept steps: [2]",
+            "run 'tiny-ddpm' has no kept checkpoint at step 7; kept steps: [1, 2]",  # a cut 2-step run keeps both
         ),
         (["analyse", "--arch", "biggan", "--step", "2"], "--step needs --run: a step is per run"),
         (["analyse", "--real"], "--real needs --classifier"),

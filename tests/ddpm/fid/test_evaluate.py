@@ -74,7 +74,8 @@ def test_sweep_end_to_end_equals_pytorch_fid_cli(
     )
     assert sorted(result.fid) == SWEEP and all(np.isfinite(v) and v > 0 for v in result.fid.values())
     assert [p for p, *_ in phases if p not in ("sampling",)][0] == "reference"  # reference first: fail early
-    assert {p for p, *_ in phases} == {"reference", "sampling", "features"}
+    assert {p for p, *_ in phases} == {"reference", "sampling", "features", "scoring", "throughput"}
+    assert [p for p, *_ in phases][-3:] == ["scoring", "throughput", "throughput"]  # every phase reports
     assert ("features", max(SWEEP), max(SWEEP)) in phases and ("reference", 8, 8) in phases
     assert sum("rank-deficient" in w for w in result.warnings) == len(SWEEP)
     # The other metrics, from the same features; FID-infinity (N >= 16) and the Inception Score (N >= 10)
