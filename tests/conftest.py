@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,3 +36,23 @@ def make_image_folder(folder: Path, count: int, size: int = 32, seed: int = 0) -
 
 # The running stack for the API, job-plane and worker tests: Redis, real Celery workers, API clients.
 pytest_plugins = ("tests.stack",)
+
+
+@pytest.fixture(scope="session")
+def torch_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """pytorch-fid's weights converted once per session from the TorchScript (no download) into a
+    temporary TORCH_HOME, for the workers the service tests start (they get it in their environment);
+    this process's TORCH_HOME is left as it was. tests/ddpm/fid has its own, kept set for the session."""
+    from ddpm.fid.weights import ensure_weights
+
+    home = tmp_path_factory.mktemp("torch_home")
+    previous = os.environ.get("TORCH_HOME")
+    os.environ["TORCH_HOME"] = str(home)
+    try:
+        assert ensure_weights(download=False).path.is_file()
+    finally:
+        if previous is None:
+            os.environ.pop("TORCH_HOME", None)
+        else:
+            os.environ["TORCH_HOME"] = previous
+    yield home

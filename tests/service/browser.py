@@ -63,6 +63,17 @@ def require_chromium() -> None:
         pytest.fail(_reason(missing), pytrace=False)
 
 
+def browser_session(window: tuple[int, int]) -> Iterator[Any]:
+    """A module's headless Chromium (failing clearly when it is missing), quit at the end: `yield from`
+    it in a fixture."""
+    require_chromium()
+    driver = chromium(window)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
 @contextmanager
 def live_server(app: FastAPI) -> Iterator[str]:
     """Serves `app` on a free localhost port from a thread; yields its base URL."""

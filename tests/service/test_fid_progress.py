@@ -10,7 +10,6 @@ even the short sampling phase is seen.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,23 +70,6 @@ def test_the_fraction_follows_each_phase_s_cost_and_never_goes_back() -> None:
     assert tracker.update("sampling", 0, 200)["progress"] == scoring["progress"]
     assert tracker.update("scoring", 3, 3)["progress"] < 1  # the throughput measure is still to come
     assert tracker.update("throughput", 1, 1)["progress"] == pytest.approx(1.0)
-
-
-@pytest.fixture(scope="module")
-def torch_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    from ddpm.fid.weights import ensure_weights
-
-    home = tmp_path_factory.mktemp("torch_home")
-    previous = os.environ.get("TORCH_HOME")
-    os.environ["TORCH_HOME"] = str(home)
-    try:
-        assert ensure_weights(download=False).path.is_file()
-    finally:
-        if previous is None:
-            os.environ.pop("TORCH_HOME", None)
-        else:
-            os.environ["TORCH_HOME"] = previous
-    yield home
 
 
 @pytest.fixture(scope="module")

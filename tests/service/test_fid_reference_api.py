@@ -12,7 +12,6 @@ left queued on purpose.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,24 +30,6 @@ SIZE = 16  # the local checkpoint's (tests/stack.py TINY_TRAIN)
 # The cheapest FID a worker can run: two images, two network calls, the FID alone.
 TINY_FID = {"n_samples": 2, "sampler": "ddim", "steps": 2, "batch_size": 2, "metrics": ["fid"]}
 pytestmark = pytest.mark.timeout(900)
-
-
-@pytest.fixture(scope="module")
-def torch_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """pytorch-fid's weights converted from the TorchScript into a temporary TORCH_HOME."""
-    from ddpm.fid.weights import ensure_weights
-
-    home = tmp_path_factory.mktemp("torch_home")
-    previous = os.environ.get("TORCH_HOME")
-    os.environ["TORCH_HOME"] = str(home)
-    try:
-        assert ensure_weights(download=False).path.is_file()
-    finally:
-        if previous is None:
-            os.environ.pop("TORCH_HOME", None)
-        else:
-            os.environ["TORCH_HOME"] = previous
-    yield home
 
 
 @pytest.fixture(scope="module")

@@ -49,24 +49,6 @@ pytestmark = pytest.mark.timeout(1500)
 
 
 @pytest.fixture(scope="module")
-def torch_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """pytorch-fid's weights converted from the TorchScript into a temporary TORCH_HOME."""
-    from ddpm.fid.weights import ensure_weights
-
-    home = tmp_path_factory.mktemp("torch_home")
-    previous = os.environ.get("TORCH_HOME")
-    os.environ["TORCH_HOME"] = str(home)
-    try:
-        assert ensure_weights(download=False).path.is_file()
-    finally:
-        if previous is None:
-            os.environ.pop("TORCH_HOME", None)
-        else:
-            os.environ["TORCH_HOME"] = previous
-    yield home
-
-
-@pytest.fixture(scope="module")
 def study_settings(settings: Settings) -> Settings:
     """The session's Redis keys and volume, on a queue only this module's worker consumes."""
     _reference_folder(settings.data_dir / "datasets" / REFERENCE.split(":", 1)[1])

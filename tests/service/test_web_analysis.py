@@ -15,9 +15,8 @@ from jobs.settings import Settings
 from service.app import create_app
 from tests.service.analysis_study import CLASSIFIER, RUN, RUN_STEPS, make_study
 from tests.service.browser import (
-    chromium,
+    browser_session,
     live_server,
-    require_chromium,
     screenshot,
     skip_module_unless_chromium,
     wait_until,
@@ -35,10 +34,7 @@ GRID_WIDTH = 8 * (8 + 2) + 2  # 8 images per class of 8 px, 2 px padding
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    require_chromium()
-    driver = chromium(WIDE)
-    yield driver
-    driver.quit()
+    yield from browser_session(WIDE)
 
 
 @pytest.fixture(scope="module")

@@ -19,10 +19,9 @@ from service.app import create_app
 from tests.service.browser import (
     LAPTOP,
     PHONE,
-    chromium,
+    browser_session,
     console_errors,
     live_server,
-    require_chromium,
     screenshot,
     skip_module_unless_chromium,
     wait_until,
@@ -52,10 +51,7 @@ new MutationObserver((records) => {
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    require_chromium()
-    driver = chromium(LAPTOP)
-    yield driver
-    driver.quit()
+    yield from browser_session(LAPTOP)
 
 
 @pytest.fixture(scope="module")

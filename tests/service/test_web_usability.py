@@ -17,9 +17,8 @@ from models import arch_names
 from service.app import create_app
 from tests.conftest import make_image_folder
 from tests.service.browser import (
-    chromium,
+    browser_session,
     live_server,
-    require_chromium,
     screenshot,
     skip_module_unless_chromium,
     wait_until,
@@ -69,10 +68,7 @@ return {
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    require_chromium()
-    driver = chromium(WIDE)
-    yield driver
-    driver.quit()
+    yield from browser_session(WIDE)
 
 
 @pytest.fixture(scope="module")
