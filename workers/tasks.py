@@ -38,7 +38,7 @@ from workers.classifier_jobs import run_analysis, run_classifier_training
 from workers.fid_progress import FidProgress
 from workers.outcomes import Outcome, low_space_outcome, outcome_of, record_outcome, settle_run
 from workers.progress import JobLease, JobReporter
-from workers.reference_jobs import REFERENCE_SHARE, await_reference, run_fid_reference
+from workers.reference_jobs import await_reference, reference_share, run_fid_reference
 from workers.study_hooks import advance_study_of
 from workers.throughput import SAMPLE_PHASE, TRAIN_PHASE, SamplingMeter, Throughput
 
@@ -63,8 +63,11 @@ def run_job(task: Task, job_id: str, handler: Handler) -> None:
     run_job_as(task.request.hostname or socket.gethostname(), job_id, handler)
 
 
-def run_job_as(worker: str, job_id: str, handler: Handler) -> None:
-    """run_job's body, for `worker`: also how an FID job runs the queued reference job it waits on."""
+def run_job_as(
+    worker: str, job_id: str, handler: Handler, wrap: Callable[[JobReporter], Any] | None = None
+) -> None:
+    """run_job's body, for `worker`: also how an FID job runs the queued reference job it waits on
+    (`wrap` then mirrors the reference job's reports onto the waiting job's record)."""
     store = _store()
     token = uuid.uuid4().hex
     started = store.start(job_id, worker, token, settings.lease_s, settings.max_attempts)
@@ -78,6 +81,8 @@ def run_job_as(worker: str, job_id: str, handler: Handler) -> None:
     assert job is not None
     log.info("job %s (%s) %s on %s, attempt %s", job_id, job["kind"], started, worker, job.get("attempts"))
     reporter = JobReporter(store, job_id, settings.progress_interval_s, token)
+    if wrap is not None:
+        reporter = wrap(reporter)
     with JobLease(store, job_id, token, settings.lease_s, settings.job_heartbeat_s):
         try:
             # Refused before it writes anything when the volume is nearly full (DDPM_MIN_FREE_MB).
@@ -206,17 +211,19 @@ def run_fid(job: dict[str, Any], report: JobReporter) -> Outcome:
     # The data set's statistics come from their own job (shared with other FID jobs); this one waits.
     image_size = int(read_meta(ref.path(settings.data_dir)).get("train_config", {}).get("image_size", 32))
     worker = job.get("worker") or socket.gethostname()
+    n_max = max(params["n_samples"]) if isinstance(params["n_samples"], list) else params["n_samples"]
+    share = reference_share(params["dataset"], settings.data_dir, n_max)
     waited = await_reference(
         job,
         report,
         ReferenceRequest(params["dataset"], image_size),
-        lambda reference_id: run_job_as(worker, reference_id, run_fid_reference),
+        lambda reference_id, wrap: run_job_as(worker, reference_id, run_fid_reference, wrap),
+        share,
     )
 
-    n_max = max(params["n_samples"]) if isinstance(params["n_samples"], list) else params["n_samples"]
     sampling = SamplingMeter(Throughput.of(report.store, FID, SAMPLE_PHASE), n_max, params["batch_size"])
     # Every phase's share in proportion to its expected cost (workers/fid_progress.py).
-    tracker = FidProgress(params["dataset"], start=REFERENCE_SHARE if waited else 0.0)
+    tracker = FidProgress(params["dataset"], start=share if waited else 0.0)
     report(force=True, **tracker.starting())
 
     def progress(phase: str, done: int, total: int) -> None:
