@@ -124,7 +124,7 @@ class MirroredReporter:
             mirrored["progress"] = self.share * float(fields["progress"])
         if fields.get("message"):
             mirrored["message"] = (
-                f"{fields['message']} (reference statistics job {self.reference_id}, run here)"
+                f"{waiting_message(self.reference_id)} (running it here): {fields['message']}"
             )
         if mirrored:
             self.waiting(force=force, **mirrored)

@@ -197,7 +197,7 @@ def test_a_reference_job_run_inside_the_waiting_fid_job_moves_that_jobs_bar_too(
     assert calls["fid"] == [
         {
             "progress": 0.3,
-            "message": "reference statistics 900/1797 digits (reference statistics job ref1, run here)",
+            "message": "waiting for reference statistics job ref1 (running it here): reference statistics 900/1797 digits",
         }
     ]
     assert mirrored.token == "token-reference"  # everything else is the reference job's reporter
