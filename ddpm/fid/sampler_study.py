@@ -59,8 +59,13 @@ class StudyRow:
 
     @property
     def label(self) -> str:
+        """'DDIM 50'; options away from the sampler's defaults follow ('DDPM 1000 (clip_x0 True)'), so
+        rows of one sampler and step count stay apart."""
         names = {"ddpm": "DDPM", "ddim": "DDIM", "dpmpp_2m": "DPM-Solver++(2M)", "heun": "Heun (Karras)"}
-        return f"{names.get(self.spec.sampler, self.spec.sampler)} {self.spec.steps}"
+        base = SamplerSpec(self.spec.sampler, self.spec.steps).options()
+        changed = {k: v for k, v in self.spec.options().items() if base.get(k) != v}
+        extra = f" ({', '.join(f'{k} {v}' for k, v in changed.items())})" if changed else ""
+        return f"{names.get(self.spec.sampler, self.spec.sampler)} {self.spec.steps}{extra}"
 
 
 def loads_dir(root: Path) -> Path:
@@ -155,7 +160,10 @@ def compare(a: StudyRow, b: StudyRow) -> str:
 
 def findings(rows: Sequence[StudyRow]) -> list[str]:
     """What the table says: the criterion, the best row and who ties with it, DDPM-1000's equals."""
-    by_key = {(r.spec.sampler, r.spec.steps): r for r in rows}
+    # The criterion's rows are the samplers at their defaults: DDPM-1000 is the report's (beta_t, no clip).
+    by_key = {
+        (r.spec.sampler, r.spec.steps): r for r in rows if r.spec == SamplerSpec(r.spec.sampler, r.spec.steps)
+    }
     lines = []
     ddpm, ddim50 = by_key.get(("ddpm", 1000)), by_key.get(("ddim", 50))
     if ddpm and ddim50:

@@ -102,3 +102,19 @@ def test_the_criterion_ranks_only_disjoint_intervals(data_dir: Path, ddpm_fid: f
     if ddpm_fid == 40.0:  # DDIM 50 [28, 32] and Heun [29, 33] tie; both lie below DDPM-1000
         assert "Lowest FID: DDIM 50" in best and "overlapping it: Heun (Karras) 18." in best
         assert equals == "Within DDPM-1000's interval: none; below it (disjoint): DDIM 50, Heun (Karras) 18."
+
+
+def test_rows_of_one_sampler_with_other_options_are_told_apart_and_the_criterion_is_the_reports(
+    data_dir: Path,
+) -> None:
+    """A clipped DDPM-1000 beside the report's: both labelled by what differs, and the criterion compares
+    the report's own (beta_t, unclipped) with DDIM 50, whatever the clipped one scored."""
+    checkpoint = Path("/runs/r/checkpoints/step-00000010.safetensors")
+    specs = [SamplerSpec("ddim", 50), SamplerSpec("ddpm", clip_x0=True), SamplerSpec("ddpm")]
+    for spec, fid in zip(specs, (30.0, 10.0, 40.0), strict=True):
+        _stored(data_dir, spec, fid, 2.0)
+    rows, _ = study_rows(list_results(data_dir), checkpoint, specs, 512, 0, metric_options(), {})
+    assert sorted(r.label for r in rows) == ["DDIM 50", "DDPM 1000", "DDPM 1000 (clip_x0 True)"]
+    criterion, best, _ = findings(rows)
+    assert criterion.startswith("Criterion: DDPM 1000 is worse than DDIM 50 (40.00")
+    assert best.startswith("Lowest FID: DDPM 1000 (clip_x0 True)")
