@@ -61,11 +61,15 @@ class StudyRow:
     def label(self) -> str:
         """'DDIM 50'; options away from the sampler's defaults follow ('DDPM 1000 (clip_x0 True)'), so
         rows of one sampler and step count stay apart."""
-        names = {"ddpm": "DDPM", "ddim": "DDIM", "dpmpp_2m": "DPM-Solver++(2M)", "heun": "Heun (Karras)"}
         base = SamplerSpec(self.spec.sampler, self.spec.steps).options()
         changed = {k: v for k, v in self.spec.options().items() if base.get(k) != v}
         extra = f" ({', '.join(f'{k} {v}' for k, v in changed.items())})" if changed else ""
-        return f"{names.get(self.spec.sampler, self.spec.sampler)} {self.spec.steps}{extra}"
+        return f"{self.name} {self.spec.steps}{extra}"
+
+    @property
+    def name(self) -> str:
+        names = {"ddpm": "DDPM", "ddim": "DDIM", "dpmpp_2m": "DPM-Solver++(2M)", "heun": "Heun (Karras)"}
+        return names.get(self.spec.sampler, self.spec.sampler)
 
 
 def loads_dir(root: Path) -> Path:
@@ -203,7 +207,7 @@ def markdown(rows: Sequence[StudyRow]) -> str:
         options = {k: v for k, v in row.spec.options().items() if k != "clip_x0" or v}
         extra = "" if not options else " (" + ", ".join(f"{k} {v}" for k, v in options.items()) + ")"
         lines.append(
-            f"| {row.label.rsplit(' ', 1)[0]}{extra} | {row.spec.steps} | {row.spec.nfe} | {fid} | {kid} "
+            f"| {row.name}{extra} | {row.spec.steps} | {row.spec.nfe} | {fid} | {kid} "
             f"| {timings.get('sampling', float('nan')):.0f} | {timings.get('features', float('nan')):.0f} "
             f"| {timings.get('total', float('nan')):.0f} | {load} |"
         )
