@@ -177,8 +177,10 @@ def test_redis_stopped_and_started_mid_job(
 ) -> None:
     """The API answers 503 while Redis is down and recovers by itself; the job, whose worker could not
     renew its lease for longer than the lease (4 s here), stops itself and resumes once Redis is back."""
-    epochs = 16
-    response = rel_client.post("/train", json={**LONG_TRAIN, "epochs": epochs, "checkpoint_every": 4})
+    # Long enough that the job is still training when its lease runs out (a one-thread test worker
+    # trains this tiny network at tens of steps a second; 16 epochs used to end inside the outage).
+    epochs = 160
+    response = rel_client.post("/train", json={**LONG_TRAIN, "epochs": epochs, "checkpoint_every": 20})
     job_id, run_id = response.json()["job_id"], response.json()["run_id"]
     wait_for(rel_client, job_id, lambda j: (j.get("step") or 0) >= 2 * STEPS_PER_EPOCH + 1, timeout=120)
 
@@ -193,7 +195,7 @@ def test_redis_stopped_and_started_mid_job(
     finally:
         private_redis.start()  # same port and folder: the records come back from the AOF
 
-    job = wait_for(rel_client, job_id, finished, timeout=120)
+    job = wait_for(rel_client, job_id, finished, timeout=300)
     assert job["state"] == "succeeded", job
     assert job["step"] == epochs * STEPS_PER_EPOCH and job["attempts"] == 2
     steps = [step for step, _ in _loss_rows(rel_settings, run_id)]
