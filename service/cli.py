@@ -23,9 +23,9 @@ def _device(value: str) -> str:
 def register(subparsers: argparse._SubParsersAction) -> None:
     serve = subparsers.add_parser(
         "serve",
-        help="start the HTTP API and one worker (with an embedded Redis when REDIS_URL is unset)",
-        description="API on http://HOST:PORT (OpenAPI at /docs) plus one Celery worker; CUDA when present, "
-        "else CPU. Without REDIS_URL, a private Redis persists job records under DATA_DIR/redis.",
+        help="start the HTTP API and its two workers (with an embedded Redis when REDIS_URL is unset)",
+        description="API on http://HOST:PORT (OpenAPI at /docs) plus two Celery workers on one device, one for "
+        "trainings and one for grids, FID and analyses; CUDA when present, else CPU. Without REDIS_URL, a private Redis persists job records under DATA_DIR/redis.",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address the API listens on")
     serve.add_argument("--port", type=int, default=8000, help="port the API listens on")

@@ -85,12 +85,10 @@ class Batch:
     members: list[Member]
     sampled: list[Member] = field(default_factory=list)  # those whose grid is not cached
     compile: CompileDecision | None = None  # the leader's own; every member's when batched (eager)
-    # Seconds (monotonic): when the leader's handler started, and when sampling began (the network
-    # loaded or found in the worker's cache, its first call next); the result's `timings`.
-    picked_up: float = field(default_factory=time.monotonic)
-    sampling_started: float | None = None
-    load_s: float | None = None
-    model_cached: bool | None = None
+    picked_up: float = field(default_factory=time.monotonic)  # when the leader's handler started
+    # How quickly it got going (issue 19: a second job on a checkpoint the worker holds pays no load):
+    # pick-up to the first network call, the load, and whether the worker's cache held the network.
+    timings: dict[str, float | bool] = field(default_factory=dict)
 
     @property
     def leader(self) -> Member:
@@ -99,18 +97,6 @@ class Batch:
     @property
     def images(self) -> int:
         return sum(m.spec.n for m in self.sampled)
-
-    def timings(self) -> dict[str, float | bool]:
-        """How long the batch took to reach its first network call after its leader was picked up
-        (issue 19: a second job on a checkpoint a worker holds must not pay a load), and the load."""
-        out: dict[str, float] = {}
-        if self.sampling_started is not None:
-            out["pickup_to_first_call_s"] = round(self.sampling_started - self.picked_up, 4)
-        if self.load_s is not None:
-            out["load_s"] = round(self.load_s, 4)
-        if self.model_cached is not None:
-            out["model_cached"] = self.model_cached
-        return out
 
     def record(self) -> dict[str, Any]:
         """What each job's result says about the batch it ran in."""
@@ -232,6 +218,7 @@ def _sample(store: JobStore, batch: Batch) -> dict[str, Any]:
 
     ref = batch.leader.spec.checkpoint
     spec = batch.leader.spec
+    ready: list[float] = []  # when sampling began: the network loaded, its first call next
     images, meta = sample_checkpoint_many(
         ref.path(settings.data_dir),
         [(m.spec.seed, m.spec.n) for m in batch.sampled],
@@ -240,9 +227,13 @@ def _sample(store: JobStore, batch: Batch) -> dict[str, Any]:
         batch_size=settings.sample_batch_size,
         progress=_progress(store, batch),
         compile=batch.compile,
-        on_ready=lambda: setattr(batch, "sampling_started", time.monotonic()),
+        on_ready=lambda: ready.append(time.monotonic()),
     )
-    batch.load_s, batch.model_cached = meta.get("load_s"), meta.get("model_cached")
+    batch.timings = {
+        "pickup_to_first_call_s": round(ready[0] - batch.picked_up, 4),
+        "load_s": round(meta["load_s"], 4),
+        "model_cached": meta["model_cached"],
+    }
     if meta.get("weights") != ref.weights:
         log.warning(
             "job %s: sampled %s weights, cache key says %s", batch.leader.id, meta.get("weights"), ref.weights
@@ -326,7 +317,7 @@ def _write(member: Member, images: Any, batch: Batch) -> Outcome:
             "bytes": png.stat().st_size,
             "checkpoint": ref.to_dict(),
             "batch": batch.record(),
-            **({"timings": batch.timings()} if images is not None else {}),
+            **({"timings": batch.timings} if images is not None else {}),
             # Whether the network ran compiled, and why (ddpm/compile_policy.py).
             **({"compile": batch.compile.to_dict()} if batch.compile is not None else {}),
             "links": {"image": spec.url()},

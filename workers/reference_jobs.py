@@ -135,7 +135,7 @@ def await_reference(
     report: JobReporter,
     request: ReferenceRequest,
     run_here: RunHere,
-    share: float = MIN_REFERENCE_SHARE,
+    share: float,
 ) -> dict[str, Any]:
     """Return once `request`'s statistics are cached, with the reference job waited on and for how long
     (empty when none was needed); raise FidUnavailable when that job failed or was cancelled, Cancelled

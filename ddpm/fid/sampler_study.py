@@ -61,8 +61,7 @@ class StudyRow:
     def label(self) -> str:
         """'DDIM 50'; options away from the sampler's defaults follow ('DDPM 1000 (clip_x0 True)'), so
         rows of one sampler and step count stay apart."""
-        base = SamplerSpec(self.spec.sampler, self.spec.steps).options()
-        changed = {k: v for k, v in self.spec.options().items() if base.get(k) != v}
+        changed = changed_options(self.spec)
         extra = f" ({', '.join(f'{k} {v}' for k, v in changed.items())})" if changed else ""
         return f"{self.name} {self.spec.steps}{extra}"
 
@@ -70,6 +69,12 @@ class StudyRow:
     def name(self) -> str:
         names = {"ddpm": "DDPM", "ddim": "DDIM", "dpmpp_2m": "DPM-Solver++(2M)", "heun": "Heun (Karras)"}
         return names.get(self.spec.sampler, self.spec.sampler)
+
+
+def changed_options(spec: SamplerSpec) -> dict[str, Any]:
+    """The options of `spec` that differ from its sampler's defaults at the same steps."""
+    defaults = SamplerSpec(spec.sampler, spec.steps).options()
+    return {k: v for k, v in spec.options().items() if defaults.get(k) != v}
 
 
 def loads_dir(root: Path) -> Path:
@@ -165,9 +170,7 @@ def compare(a: StudyRow, b: StudyRow) -> str:
 def findings(rows: Sequence[StudyRow]) -> list[str]:
     """What the table says: the criterion, the best row and who ties with it, DDPM-1000's equals."""
     # The criterion's rows are the samplers at their defaults: DDPM-1000 is the report's (beta_t, no clip).
-    by_key = {
-        (r.spec.sampler, r.spec.steps): r for r in rows if r.spec == SamplerSpec(r.spec.sampler, r.spec.steps)
-    }
+    by_key = {(r.spec.sampler, r.spec.steps): r for r in rows if not changed_options(r.spec)}
     lines = []
     ddpm, ddim50 = by_key.get(("ddpm", 1000)), by_key.get(("ddim", 50))
     if ddpm and ddim50:

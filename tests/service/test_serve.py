@@ -1,4 +1,4 @@
-"""`ddpm serve` with nothing else set up: embedded Redis, one worker, the API, then a clean stop."""
+"""`ddpm serve` with nothing else set up: embedded Redis, its two workers, the API, then a clean stop."""
 
 from __future__ import annotations
 
