@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 import torch
 from pytorch_fid.fid_score import get_activations
+from torchvision.models.inception import BasicConv2d
 
 from ddpm.errors import InvalidOption
 from ddpm.fid.features import as_rgb_uint8, feature_statistics, inception_features, load_inception
 from ddpm.fid.inception import FastInception
+from ddpm.fid.inception_blocks import ConvRelu
 from tests.ddpm.fid.conftest import write_pngs
 
 COUNT = 6  # Inception at 299x299 runs a few images/s on two CPU cores
@@ -51,6 +53,9 @@ def test_fast_inception_folds_every_batch_norm(inception: torch.nn.Module) -> No
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in inception.modules())
     conv = next(m for m in inception.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    # Every convolution runs with its relu fused (ddpm/fid/inception_blocks.py); none is left unconverted.
+    assert sum(isinstance(m, ConvRelu) for m in inception.modules()) == 94
+    assert not any(isinstance(m, BasicConv2d) for m in inception.modules())
 
 
 def test_batch_size_does_not_change_features(
