@@ -179,9 +179,11 @@ def test_a_classifier_trained_from_the_page(browser: Any, base_url: str, study: 
     form = by_css(browser, "#classifier-form")
     # The data set is picked from GET /datasets' list, not typed.
     offered = wait_until(
-        lambda: [o.get_attribute("value") for o in form.find_elements("css selector", "[name=dataset] option")]
-        if len(form.find_elements("css selector", "[name=dataset] option")) > 1
-        else None,
+        lambda: (
+            [o.get_attribute("value") for o in form.find_elements("css selector", "[name=dataset] option")]
+            if len(form.find_elements("css selector", "[name=dataset] option")) > 1
+            else None
+        ),
         10,
         "the data sets",
     )
