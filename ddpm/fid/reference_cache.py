@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -97,14 +97,7 @@ class CachedReference:
     features: bool  # its feature set (KID, precision/recall) is cached beside it
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "key": self.key,
-            "n": self.n,
-            "identity": self.identity,
-            "bytes": self.bytes,
-            "modified": self.modified,
-            "features": self.features,
-        }
+        return asdict(self)
 
 
 def cached_references(data_dir: Path) -> list[CachedReference]:
