@@ -177,16 +177,15 @@ def test_a_classifier_trained_from_the_page(browser: Any, base_url: str, study: 
     )
     by_css(browser, "details.classifiers summary").click()
     form = by_css(browser, "#classifier-form")
+
     # The data set is picked from GET /datasets' list, not typed.
-    offered = wait_until(
-        lambda: (
-            [o.get_attribute("value") for o in form.find_elements("css selector", "[name=dataset] option")]
-            if len(form.find_elements("css selector", "[name=dataset] option")) > 1
-            else None
-        ),
-        10,
-        "the data sets",
-    )
+    def offered_datasets() -> list[str] | None:
+        values = [
+            o.get_attribute("value") for o in all_css(browser, "#classifier-form [name=dataset] option")
+        ]
+        return values if len(values) > 1 else None  # one placeholder option until GET /datasets answers
+
+    offered = wait_until(offered_datasets, 10, "the data sets")
     assert {"cifar10", "digits"} <= set(offered)
     assert form.find_element("css selector", "[name=dataset]").get_attribute("value") == "digits"
     fill(form, {"image_size": "4"})  # below the smallest size: the API's 422 lands beside the field
